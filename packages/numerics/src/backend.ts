@@ -1,0 +1,91 @@
+// The public quantize / scaledMatmul: the native CPU kernel when it is built, the TypeScript spec otherwise.
+//
+// The native path is chosen once, at load. When it is missing the package says so once (on stderr) and
+// every call runs the specification; `numericsBackend()` tells callers (and benchmarks) which path runs.
+
+import { type ScaledMatmulOptions, resolveMatmulArgs, scaledMatmulReference } from "./gemm.js";
+import {
+  type Quantized,
+  type QuantizeOptions,
+  type Shape2,
+  gridShape,
+  nonFiniteError,
+  quantizeReference,
+  validateQuantizeArgs,
+} from "./quantize.js";
+import { type NativeKernels, loadNativeKernels, nativeUnavailableReason } from "./native.js";
+
+const FORMAT_CODE = { e4m3: 0, e5m2: 1 } as const;
+
+let kernels: NativeKernels | null | undefined;
+let warned = false;
+
+function native(): NativeKernels | null {
+  if (kernels === undefined) {
+    kernels = loadNativeKernels();
+    if (!kernels && !warned && process.env.OCTET_NUMERICS_BACKEND !== "typescript") {
+      warned = true;
+      process.emitWarning(`@octet/numerics: native CPU kernels unavailable (${nativeUnavailableReason()}); using the TypeScript path`, { code: "OCTET_NUMERICS_NATIVE" });
+    }
+  }
+  return kernels;
+}
+
+export interface BackendInfo {
+  path: "native" | "typescript";
+  reason: string | null;
+}
+
+export function numericsBackend(): BackendInfo {
+  const k = native();
+  return k ? { path: "native", reason: null } : { path: "typescript", reason: nativeUnavailableReason() };
+}
+
+/** Fine-grained FP8 quantization (see quantizeReference for the exact definition it equals bit for bit). */
+export function quantize(x: Float32Array, shape: Shape2, opts: QuantizeOptions): Quantized {
+  const k = native();
+  if (!k || opts.nonFinite === "report") return quantizeReference(x, shape, opts);
+  validateQuantizeArgs(x, shape, opts);
+  const format = opts.format ?? "e4m3";
+  const [rows, cols] = shape;
+  const out = k.quantize(x, rows, cols, opts.block[0], opts.block[1], FORMAT_CODE[format], opts.scale === "pow2");
+  if (out.firstNonFinite >= 0) throw nonFiniteError(out.firstNonFinite, x[out.firstNonFinite], cols);
+  const [gr, gc] = gridShape(shape, opts.block);
+  if (out.scales.length !== gr * gc) throw new Error("native quantize returned a scale grid of the wrong size");
+  return { data: out.data, scales: out.scales, shape: [rows, cols], block: [opts.block[0], opts.block[1]], format };
+}
+
+/** C = a · bᵀ with block scales (see scaledMatmulReference for the definition and its options). */
+export function scaledMatmul(a: Quantized, b: Quantized, opts: ScaledMatmulOptions = {}): Float32Array {
+  const resolved = resolveMatmulArgs(a, b, opts);
+  const k = native();
+  // The native kernel implements exact FP32 promotion; the limited-accumulator emulations are a study.
+  if (!k || resolved.accumulation !== "promoted" || resolved.accumulatorBits < 24) return scaledMatmulReference(a, b, opts);
+  return k.scaledMatmul(
+    a.data, a.scales, a.shape[0], a.shape[1], a.block[0], a.block[1], FORMAT_CODE[a.format],
+    b.data, b.scales, b.shape[0], b.block[0], b.block[1], FORMAT_CODE[b.format],
+    resolved.promoteEvery,
+  );
+}
+
+/** Plain float32 C = a · bᵀ for a [M,K], b [N,K] (the fp32 recipe's GEMM and the benchmarks' peer). */
+export function matmulF32(a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array {
+  if (!(a instanceof Float32Array) || !(b instanceof Float32Array)) throw new TypeError("matmulF32: a and b must be Float32Arrays");
+  for (const [name, v] of [["M", M], ["N", N], ["K", K]] as const) {
+    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`matmulF32: ${name} must be a positive integer, got ${v}`);
+  }
+  if (a.length !== M * K || b.length !== N * K) {
+    throw new RangeError(`matmulF32: a has ${a.length} elements (want M·K = ${M * K}) and b has ${b.length} (want N·K = ${N * K})`);
+  }
+  const k = native();
+  if (k) return k.matmulF32(a, b, M, N, K);
+  const out = new Float32Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let sum = 0;
+      for (let i = 0; i < K; i++) sum += a[m * K + i] * b[n * K + i];
+      out[m * N + n] = sum;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,56 @@
+// @octet/numerics — FP8 and BF16 formats, fine-grained quantization, block-scaled FP8 GEMM, scaling recipes.
+
+export {
+  type Fp8Format,
+  type Fp8FormatInfo,
+  type EncodeFp8Options,
+  FP8_FORMATS,
+  FP8_DECODE_TABLES,
+  fp8Info,
+  encodeFp8,
+  decodeFp8,
+  encodeBf16,
+  decodeBf16,
+  roundToBf16InPlace,
+} from "./formats.js";
+
+export {
+  type Quantized,
+  type QuantizeOptions,
+  type NonFiniteReport,
+  type ScaleKind,
+  type Block,
+  type Shape2,
+  AMAX_FLOOR,
+  quantizeReference,
+  dequantize,
+  gridShape,
+  scaleFromAmax,
+  ceilToPow2,
+} from "./quantize.js";
+
+export {
+  type Accumulation,
+  type ScaledMatmulOptions,
+  scaledMatmulReference,
+  matmulFloat64,
+  frobeniusRelativeError,
+  maxRelativeError,
+} from "./gemm.js";
+
+export { type BackendInfo, quantize, scaledMatmul, matmulF32, numericsBackend } from "./backend.js";
+
+export {
+  type ScalingRecipe,
+  type ScalingRecipeInput,
+  type OperandScaling,
+  type Granularity,
+  type DelayedScalingConfig,
+  RECIPES,
+  validateRecipe,
+  blockFor,
+  quantizeCurrent,
+  DelayedScaler,
+} from "./recipes.js";
+
+export { type AccumulationStudyRow, runAccumulationStudy } from "./study.js";
