@@ -12,7 +12,7 @@ function positiveInt(value: string): number {
 
 const program = new Command("octet-study-accumulation")
   .description("Error of limited (~14-bit) vs promoted (FP32 every 128) FP8 GEMM accumulation against float64")
-  .option("--size <n>", "output rows = columns", positiveInt, 32)
+  .option("--size <n>", "output rows = columns", positiveInt, 64)
   .option("--bits <n>", "significant bits of the limited accumulator", positiveInt, 14)
   .option("--promote-every <n>", "elements of K per promotion interval", positiveInt, 128)
   .option("--ks <list>", "comma-separated K values", "512,1024,2048,4096,8192,16384")

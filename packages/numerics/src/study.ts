@@ -43,7 +43,7 @@ function mulberry32(seed: number): () => number {
 
 export function runAccumulationStudy(opts: AccumulationStudyOptions = {}): AccumulationStudyRow[] {
   const Ks = opts.Ks ?? [512, 1024, 2048, 4096, 8192, 16384];
-  const size = opts.size ?? 32;
+  const size = opts.size ?? 64;
   const bits = opts.accumulatorBits ?? 14;
   const promoteEvery = opts.promoteEvery ?? 128;
   const random = mulberry32(opts.seed ?? 1);
