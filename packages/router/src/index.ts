@@ -10,3 +10,22 @@ export {
   type ScoreFunction,
 } from "./route.js";
 export { routeTokensReference } from "./route-reference.js";
+export { sigmoidF32 } from "./sigmoid.js";
+export {
+  AuxFreeBalancer,
+  updatedBias,
+  totalLoads,
+  loadStats,
+  summarizeLoads,
+  sequenceBalanceLoss,
+  DEEPSEEK_V3_ALPHA,
+  type ExpertLoads,
+  type LoadStats,
+  type LoadSummary,
+  type BalancerOptions,
+  type BalancerState,
+  type BalancerStepReport,
+  type SequenceBalanceLossOptions,
+  type SequenceBalanceLoss,
+} from "./balance.js";
+export { gammaAt, parseGammaSchedule, gammaScheduleSchema, DEEPSEEK_V3_GAMMA, type GammaSchedule } from "./schedule.js";

@@ -2,6 +2,7 @@
 // sort per token). It is the oracle the fast path is tested against and the naive baseline the
 // benchmark compares with. Same float32 rounding and tie-breaking rules as route.ts.
 
+import { sigmoidF32 } from "./sigmoid.js";
 import { validateRouteOptions, type RouteOptions, type RouteResult } from "./route.js";
 
 /** Sorts (value, index) pairs best first: larger value, then lower index. */
@@ -23,7 +24,7 @@ export function routeTokensReference(logits: Float32Array, opts: RouteOptions): 
     });
     let s: number[];
     if (shape.scoreFunction === "sigmoid") {
-      s = row.map((z) => Math.fround(1 / (1 + Math.exp(-z))));
+      s = row.map(sigmoidF32);
     } else {
       const max = Math.max(...row);
       if (!Number.isFinite(max)) throw new RangeError(`logits row ${t} has max ${max}; softmax is undefined`);

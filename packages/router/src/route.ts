@@ -39,6 +39,7 @@ import {
   requireFiniteNumber,
   requireNoNaN,
 } from "./validate.js";
+import { sigmoidF32 } from "./sigmoid.js";
 
 export type ScoreFunction = "sigmoid" | "softmax";
 
@@ -193,7 +194,7 @@ function scoreRowSigmoid(
     for (let e = start; e < end; e++) {
       const z = logits[rowBase + e];
       if (z !== z) throw new RangeError(`logits[${token}, ${e}] is NaN`);
-      const s = Math.fround(1 / (1 + Math.exp(-z)));
+      const s = sigmoidF32(z);
       scores[rowBase + e] = s;
       const c = Math.fround(s + bias[e]);
       choice[e] = c;
