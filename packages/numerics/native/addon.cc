@@ -1,0 +1,278 @@
+// Node-API bindings of the native CPU kernels (module octet_numerics).
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <cmath>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include "common.h"
+
+#ifndef OCTET_BUILD_FLAGS
+#define OCTET_BUILD_FLAGS "unknown"
+#endif
+
+namespace {
+
+
+
+struct JsError : std::runtime_error {
+  bool range;
+  JsError(const std::string& m, bool r) : std::runtime_error(m), range(r) {}
+};
+[[noreturn]] void type_error(const std::string& m) { throw JsError(m, false); }
+[[noreturn]] void range_error(const std::string& m) { throw JsError(m, true); }
+
+void check(napi_status s, const char* what) {
+  if (s != napi_ok) type_error(std::string("N-API call failed: ") + what);
+}
+
+struct Args {
+  napi_env env;
+  size_t argc = 16;
+  napi_value argv[16];
+  Args(napi_env e, napi_callback_info info, size_t want, const char* fn) : env(e) {
+    check(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr), "get_cb_info");
+    if (argc < want) type_error(std::string(fn) + ": expected " + std::to_string(want) + " arguments, got " + std::to_string(argc));
+    for (size_t i = argc; i < 16; i++) napi_get_undefined(env, &argv[i]);
+  }
+  template <class T>
+  T* typed(size_t i, napi_typedarray_type want, size_t* length, const char* name) {
+    bool is = false;
+    check(napi_is_typedarray(env, argv[i], &is), "is_typedarray");
+    napi_typedarray_type type;
+    void* data = nullptr;
+    if (is) check(napi_get_typedarray_info(env, argv[i], &type, length, &data, nullptr, nullptr), "typedarray_info");
+    if (!is || type != want) type_error(std::string(name) + " has the wrong typed-array type");
+    return static_cast<T*>(data);
+  }
+  int64_t integer(size_t i, const char* name, int64_t min) {
+    double v;
+    if (napi_get_value_double(env, argv[i], &v) != napi_ok || !std::isfinite(v) || v != std::floor(v) || v < (double)min || v > 9007199254740991.0)
+      range_error(std::string(name) + " must be an integer >= " + std::to_string(min));
+    return (int64_t)v;
+  }
+  int format(size_t i, const char* name) {
+    int64_t f = integer(i, name, 0);
+    if (f > 1) range_error(std::string(name) + " must be 0 (e4m3) or 1 (e5m2)");
+    return (int)f;
+  }
+  bool boolean(size_t i) {
+    bool b = false;
+    napi_valuetype t;
+    napi_typeof(env, argv[i], &t);
+    if (t == napi_boolean) napi_get_value_bool(env, argv[i], &b);
+    return b;
+  }
+};
+
+template <class T>
+napi_value new_typed(napi_env env, napi_typedarray_type type, size_t n, T** data) {
+  napi_value ab, out;
+  void* raw = nullptr;
+  check(napi_create_arraybuffer(env, n * sizeof(T), &raw, &ab), "create_arraybuffer");
+  check(napi_create_typedarray(env, type, n, ab, 0, &out), "create_typedarray");
+  *data = static_cast<T*>(raw);
+  return out;
+}
+
+void set(napi_env env, napi_value obj, const char* key, napi_value v) { check(napi_set_named_property(env, obj, key, v), key); }
+napi_value num(napi_env env, double v) { napi_value r; napi_create_double(env, v, &r); return r; }
+
+template <class F>
+napi_value guarded(napi_env env, F&& f) {
+  try {
+    return f();
+  } catch (const JsError& e) {
+    if (e.range) napi_throw_range_error(env, nullptr, e.what()); else napi_throw_type_error(env, nullptr, e.what());
+  } catch (const std::bad_alloc&) {
+    napi_throw_error(env, nullptr, "octet_numerics: out of memory");
+  } catch (const std::exception& e) {
+    napi_throw_error(env, nullptr, e.what());
+  }
+  return nullptr;
+}
+
+void need(bool ok, const std::string& m) { if (!ok) range_error(m); }
+
+// quantize(x, rows, cols, blockRows, blockCols, format, pow2) -> { data, scales, firstNonFinite }
+napi_value Quantize(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info, 7, "quantize");
+    size_t n;
+    const float* x = a.typed<float>(0, napi_float32_array, &n, "x");
+    const int64_t rows = a.integer(1, "rows", 1), cols = a.integer(2, "cols", 1);
+    const int64_t br = a.integer(3, "blockRows", 1), bc = a.integer(4, "blockCols", 1);
+    const int fmt = a.format(5, "format");
+    const bool pow2 = a.boolean(6);
+    need((int64_t)n == rows * cols, "quantize: x.length must equal rows * cols");
+    const int64_t grid = ((rows + br - 1) / br) * ((cols + bc - 1) / bc);
+    uint8_t* data; float* scales;
+    napi_value vd = new_typed(env, napi_uint8_array, rows * cols, &data);
+    napi_value vs = new_typed(env, napi_float32_array, grid, &scales);
+    const int64_t first = octet::quantize(x, rows, cols, br, bc, fmt, pow2, data, scales);
+    napi_value out;
+    napi_create_object(env, &out);
+    set(env, out, "data", vd);
+    set(env, out, "scales", vs);
+    set(env, out, "firstNonFinite", num(env, (double)first));
+    return out;
+  });
+}
+
+// quantizeTiledBoth(x, rows, cols, format = 0, pow2 = false) -> { rowwise: {data, scales}, colwise: {data, scales}, firstNonFinite }
+napi_value QuantizeTiledBoth(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info, 3, "quantizeTiledBoth");
+    size_t n;
+    const float* x = a.typed<float>(0, napi_float32_array, &n, "x");
+    const int64_t rows = a.integer(1, "rows", 1), cols = a.integer(2, "cols", 1);
+    napi_valuetype t3;
+    napi_typeof(env, a.argv[3], &t3);
+    const int fmt = t3 == napi_undefined ? 0 : a.format(3, "format");
+    const bool pow2 = a.boolean(4);
+    need((int64_t)n == rows * cols, "quantizeTiledBoth: x.length must equal rows * cols");
+    uint8_t *rd, *cd; float *rs, *cs;
+    napi_value vrd = new_typed(env, napi_uint8_array, rows * cols, &rd);
+    napi_value vrs = new_typed(env, napi_float32_array, rows * ((cols + 127) / 128), &rs);
+    napi_value vcd = new_typed(env, napi_uint8_array, rows * cols, &cd);
+    napi_value vcs = new_typed(env, napi_float32_array, ((rows + 127) / 128) * cols, &cs);
+    const int64_t first = octet::quantize_tiled_both(x, rows, cols, fmt, pow2, rd, rs, cd, cs);
+    napi_value out, rw, cw;
+    napi_create_object(env, &out);
+    napi_create_object(env, &rw);
+    napi_create_object(env, &cw);
+    set(env, rw, "data", vrd); set(env, rw, "scales", vrs);
+    set(env, cw, "data", vcd); set(env, cw, "scales", vcs);
+    set(env, out, "rowwise", rw);
+    set(env, out, "colwise", cw);
+    set(env, out, "firstNonFinite", num(env, (double)first));
+    return out;
+  });
+}
+
+// scaledMatmul(aData, aScales, M, K, aBlockRows, aBlockCols, aFormat, bData, bScales, N, bBlockRows, bBlockCols, bFormat, promoteEvery)
+napi_value ScaledMatmul(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info, 13, "scaledMatmul");
+    size_t na, nas, nb, nbs;
+    const uint8_t* ad = a.typed<uint8_t>(0, napi_uint8_array, &na, "aData");
+    const float* as = a.typed<float>(1, napi_float32_array, &nas, "aScales");
+    const int64_t M = a.integer(2, "M", 1), K = a.integer(3, "K", 1);
+    const int64_t abr = a.integer(4, "aBlockRows", 1), abc = a.integer(5, "aBlockCols", 1);
+    const int afmt = a.format(6, "aFormat");
+    const uint8_t* bd = a.typed<uint8_t>(7, napi_uint8_array, &nb, "bData");
+    const float* bs = a.typed<float>(8, napi_float32_array, &nbs, "bScales");
+    const int64_t N = a.integer(9, "N", 1);
+    const int64_t bbr = a.integer(10, "bBlockRows", 1), bbc = a.integer(11, "bBlockCols", 1);
+    const int bfmt = a.format(12, "bFormat");
+    napi_valuetype t13;
+    napi_typeof(env, a.argv[13], &t13);
+    const int64_t P = t13 == napi_undefined ? 128 : a.integer(13, "promoteEvery", 1);
+    need((int64_t)na == M * K, "scaledMatmul: aData.length must equal M * K");
+    need((int64_t)nb == N * K, "scaledMatmul: bData.length must equal N * K");
+    need((int64_t)nas == ((M + abr - 1) / abr) * ((K + abc - 1) / abc), "scaledMatmul: aScales has the wrong length");
+    need((int64_t)nbs == ((N + bbr - 1) / bbr) * ((K + bbc - 1) / bbc), "scaledMatmul: bScales has the wrong length");
+    need(abc % P == 0 && bbc % P == 0, "scaledMatmul: promoteEvery must divide both operands' block columns");
+    float* c;
+    napi_value out = new_typed(env, napi_float32_array, M * N, &c);
+    octet::scaled_matmul(ad, as, M, K, abr, abc, afmt, bd, bs, N, bbr, bbc, bfmt, P, c);
+    return out;
+  });
+}
+
+template <class T, napi_typedarray_type TYPE, class F>
+napi_value plain_matmul(napi_env env, napi_callback_info info, const char* fn, F&& kernel) {
+  return guarded(env, [&] {
+    Args a(env, info, 5, fn);
+    size_t na, nb;
+    const T* x = a.typed<T>(0, TYPE, &na, "a");
+    const T* y = a.typed<T>(1, TYPE, &nb, "b");
+    const int64_t M = a.integer(2, "M", 1), N = a.integer(3, "N", 1), K = a.integer(4, "K", 1);
+    need((int64_t)na == M * K && (int64_t)nb == N * K, std::string(fn) + ": a must have M*K and b N*K elements");
+    float* c;
+    napi_value out = new_typed(env, napi_float32_array, M * N, &c);
+    kernel(x, y, M, N, K, c);
+    return out;
+  });
+}
+
+napi_value MatmulF32(napi_env env, napi_callback_info info) {
+  return plain_matmul<float, napi_float32_array>(env, info, "matmulF32", octet::matmul_f32);
+}
+napi_value MatmulBf16(napi_env env, napi_callback_info info) {
+  return plain_matmul<uint16_t, napi_uint16_array>(env, info, "matmulBf16", octet::matmul_bf16);
+}
+
+napi_value EncodeFp8(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info, 2, "encodeFp8");
+    size_t n;
+    const float* x = a.typed<float>(0, napi_float32_array, &n, "x");
+    const int fmt = a.format(1, "format");
+    uint8_t* out;
+    napi_value v = new_typed(env, napi_uint8_array, n, &out);
+    octet::encode_fp8_array(x, (int64_t)n, fmt, a.boolean(2), out);
+    return v;
+  });
+}
+
+napi_value DecodeFp8(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info, 2, "decodeFp8");
+    size_t n;
+    const uint8_t* x = a.typed<uint8_t>(0, napi_uint8_array, &n, "codes");
+    const int fmt = a.format(1, "format");
+    float* out;
+    napi_value v = new_typed(env, napi_float32_array, n, &out);
+    octet::decode_fp8_array(x, (int64_t)n, fmt, out);
+    return v;
+  });
+}
+
+napi_value EncodeBf16(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info, 1, "encodeBf16");
+    size_t n;
+    const float* x = a.typed<float>(0, napi_float32_array, &n, "x");
+    uint16_t* out;
+    napi_value v = new_typed(env, napi_uint16_array, n, &out);
+    octet::encode_bf16_array(x, (int64_t)n, out);
+    return v;
+  });
+}
+
+napi_value Info(napi_env env, napi_callback_info) {
+  return guarded(env, [&] {
+    napi_value out, s;
+    napi_create_object(env, &out);
+    set(env, out, "threads", num(env, octet::pool().threads()));
+    napi_create_string_utf8(env, octet::isa_description(), NAPI_AUTO_LENGTH, &s);
+    set(env, out, "isa", s);
+    napi_create_string_utf8(env, OCTET_BUILD_FLAGS, NAPI_AUTO_LENGTH, &s);
+    set(env, out, "flags", s);
+    napi_create_string_utf8(env, "g++ " __VERSION__, NAPI_AUTO_LENGTH, &s);
+    set(env, out, "compiler", s);
+    return out;
+  });
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"quantize", nullptr, Quantize, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"quantizeTiledBoth", nullptr, QuantizeTiledBoth, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"scaledMatmul", nullptr, ScaledMatmul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matmulF32", nullptr, MatmulF32, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matmulBf16", nullptr, MatmulBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"encodeFp8", nullptr, EncodeFp8, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"decodeFp8", nullptr, DecodeFp8, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"encodeBf16", nullptr, EncodeBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

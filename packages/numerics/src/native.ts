@@ -1,0 +1,109 @@
+// Loader of the native CPU kernels (build/Release/octet_numerics.node, built by `node-gyp rebuild` in the
+// package's build script from native/*.cc). Optional at run time: when the addon is missing or disabled
+// (OCTET_NUMERICS_BACKEND=typescript) loadNativeKernels() returns null and nativeUnavailableReason() says why.
+//
+// Every kernel trusts its caller for the meaning of its arguments (the TypeScript wrappers validate at the
+// edge) but checks array types and lengths, so a wrong call throws instead of reading out of bounds.
+
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** FP8 format codes of the native interface. */
+export const NATIVE_FORMAT = { e4m3: 0, e5m2: 1 } as const;
+export type NativeFormatCode = 0 | 1;
+
+export interface NativeQuantized {
+  /** FP8 codes, row-major [rows, cols]. */
+  data: Uint8Array;
+  /** Row-major over the block grid [ceil(rows/blockRows), ceil(cols/blockCols)]. */
+  scales: Float32Array;
+}
+
+export interface NativeQuantizeResult extends NativeQuantized {
+  /** Flat index of the first NaN or ±inf input, or -1 (data and scales are then meaningless). */
+  firstNonFinite: number;
+}
+
+export interface NativeTiledBoth {
+  /** [1,128] tiles: scales grid [rows, ceil(cols/128)]. */
+  rowwise: NativeQuantized;
+  /** [128,1] tiles (same [rows, cols] data layout): scales grid [ceil(rows/128), cols]. */
+  colwise: NativeQuantized;
+  firstNonFinite: number;
+}
+
+export interface NativeInfo {
+  threads: number;
+  isa: string;
+  flags: string;
+  compiler: string;
+}
+
+export interface NativeKernels {
+  /** Fine-grained FP8 quantization; equals quantizeReference bit for bit (data and scales). */
+  quantize(x: Float32Array, rows: number, cols: number, blockRows: number, blockCols: number, format: number, pow2: boolean): NativeQuantizeResult;
+  /** The [1,128] and [128,1] quantizations of x in one read (each equals the separate quantize call). */
+  quantizeTiledBoth(x: Float32Array, rows: number, cols: number, format?: number, pow2?: boolean): NativeTiledBoth;
+  /**
+   * C [M,N] = A [M,K] · B [N,K]ᵀ with DeepSeek-V3's promotion: each interval of promoteEvery (default 128) K
+   * elements is summed in fp32 from the decoded codes, then scaled by f32(sa·sb) and added to the fp32 result.
+   */
+  scaledMatmul(
+    aData: Uint8Array, aScales: Float32Array, M: number, K: number, aBlockRows: number, aBlockCols: number, aFormat: number,
+    bData: Uint8Array, bScales: Float32Array, N: number, bBlockRows: number, bBlockCols: number, bFormat: number,
+    promoteEvery?: number,
+  ): Float32Array;
+  /** fp32 C [M,N] = a [M,K] · b [N,K]ᵀ. */
+  matmulF32(a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array;
+  /** BF16 bit patterns widened to fp32, fp32 accumulation: C [M,N] = a [M,K] · b [N,K]ᵀ. */
+  matmulBf16(aBits: Uint16Array, bBits: Uint16Array, M: number, N: number, K: number): Float32Array;
+  /** encodeFp8 of formats.ts, bit for bit (saturate: clamp finite values to ±max first). */
+  encodeFp8(x: Float32Array, format: number, saturate?: boolean): Uint8Array;
+  decodeFp8(codes: Uint8Array, format: number): Float32Array;
+  /** encodeBf16 of formats.ts, bit for bit (NaN → 0xFFFF). */
+  encodeBf16(x: Float32Array): Uint16Array;
+  /** Threads, ISA and compiler flags of the build. */
+  info(): NativeInfo;
+}
+
+/** Path of the addon: the package root is one level above this file, from src/ (tsx) and from dist/. */
+export function nativeAddonPath(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "build", "Release", "octet_numerics.node");
+}
+
+let loaded: NativeKernels | null | undefined;
+let reason: string | null = null;
+
+export function loadNativeKernels(): NativeKernels | null {
+  if (loaded !== undefined) return loaded;
+  loaded = null;
+  if (process.env.OCTET_NUMERICS_BACKEND === "typescript") {
+    reason = "disabled by OCTET_NUMERICS_BACKEND=typescript";
+    return loaded;
+  }
+  const path = nativeAddonPath();
+  if (!existsSync(path)) {
+    reason = `addon not built (${path} is missing; run npm run build -w @octet/numerics)`;
+    return loaded;
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    const addon = require(path) as NativeKernels;
+    for (const name of ["quantize", "quantizeTiledBoth", "scaledMatmul", "matmulF32", "matmulBf16", "encodeFp8", "decodeFp8", "encodeBf16", "info"] as const) {
+      if (typeof addon[name] !== "function") throw new Error(`the addon lacks ${name}() (stale build?)`);
+    }
+    loaded = addon;
+    reason = null;
+  } catch (err) {
+    reason = `failed to load ${path}: ${err instanceof Error ? err.message : String(err)}`;
+  }
+  return loaded;
+}
+
+/** Why loadNativeKernels() returns null, or null when the native kernels are available. */
+export function nativeUnavailableReason(): string | null {
+  loadNativeKernels();
+  return reason;
+}
