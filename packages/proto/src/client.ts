@@ -1,0 +1,89 @@
+import * as grpc from "@grpc/grpc-js";
+import { clientCredentials, type ClientTlsOptions } from "./tls.js";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "./server.js";
+
+export interface ClientOptions {
+  /** TLS when given (CA to trust, optional client certificate); insecure otherwise. */
+  tls?: ClientTlsOptions & {
+    /** Name to check the server certificate against instead of the address' host. */
+    serverNameOverride?: string;
+  };
+  /** Receive and send limit per message; default 4 MiB, like the servers. */
+  maxMessageBytes?: number;
+  /** Further grpc-js channel options. */
+  channelOptions?: Partial<grpc.ChannelOptions>;
+}
+
+type ClientCtor<C extends grpc.Client> = new (address: string, credentials: grpc.ChannelCredentials, options?: Partial<grpc.ClientOptions>) => C;
+
+/** `createClient(services.common.v1.EchoServiceClient, "localhost:50051", { tls: { caFile } })`. */
+export function createClient<C extends grpc.Client>(Ctor: ClientCtor<C>, address: string, opts: ClientOptions = {}): C {
+  const max = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const options: Partial<grpc.ClientOptions> = {
+    "grpc.max_receive_message_length": max,
+    "grpc.max_send_message_length": max,
+    ...opts.channelOptions,
+  };
+  if (opts.tls?.serverNameOverride) options["grpc.ssl_target_name_override"] = opts.tls.serverNameOverride;
+  const credentials = opts.tls ? clientCredentials(opts.tls) : grpc.credentials.createInsecure();
+  return new Ctor(address, credentials, options);
+}
+
+/** Names of a client's unary methods (as generated: the overload (request, metadata, options, callback)). */
+export type UnaryMethod<C> = {
+  [K in keyof C]: C[K] extends (req: never, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: grpc.requestCallback<never>) => grpc.ClientUnaryCall ? K : never;
+}[keyof C] &
+  string;
+export type UnaryRequest<C, M extends keyof C> = C[M] extends (req: infer Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: grpc.requestCallback<never>) => grpc.ClientUnaryCall ? Req : never;
+export type UnaryResponse<C, M extends keyof C> = C[M] extends (req: never, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: grpc.requestCallback<infer Res>) => grpc.ClientUnaryCall ? Res : never;
+
+export interface CallOptions {
+  /** Deadline relative to now. */
+  deadlineMs?: number;
+  metadata?: grpc.Metadata;
+  /** Cancels the call when aborted. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Calls a unary method and returns a Promise of its response; rejects with the grpc-js ServiceError
+ * (`err.code` is the status). `await callUnary(client, "echo", { text: "hi" }, { deadlineMs: 1000 })`.
+ */
+export function callUnary<C extends grpc.Client, M extends UnaryMethod<C>>(
+  client: C,
+  method: M,
+  request: UnaryRequest<C, M>,
+  opts: CallOptions = {},
+): Promise<UnaryResponse<C, M>> {
+  const fn = (client as unknown as Record<string, unknown>)[method];
+  if (typeof fn !== "function") return Promise.reject(new TypeError(`client has no method ${method}`));
+  const callOptions: Partial<grpc.CallOptions> = opts.deadlineMs !== undefined ? { deadline: Date.now() + opts.deadlineMs } : {};
+  return new Promise((resolve, reject) => {
+    if (opts.signal?.aborted) return reject(opts.signal.reason);
+    const call = (fn as (...args: unknown[]) => grpc.ClientUnaryCall).call(
+      client,
+      request,
+      opts.metadata ?? new grpc.Metadata(),
+      callOptions,
+      (err: grpc.ServiceError | null, res?: UnaryResponse<C, M>) => {
+        opts.signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else resolve(res as UnaryResponse<C, M>);
+      },
+    );
+    const onAbort = () => call.cancel();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Returns a promise-returning function for one unary method: `const echo = promisifyUnary(client, "echo")`. */
+export function promisifyUnary<C extends grpc.Client, M extends UnaryMethod<C>>(client: C, method: M): (request: UnaryRequest<C, M>, opts?: CallOptions) => Promise<UnaryResponse<C, M>> {
+  return (request, opts) => callUnary(client, method, request, opts);
+}
+
+/** Resolves once the client's channel is connected; rejects after deadlineMs. */
+export function waitForReady(client: grpc.Client, deadlineMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    client.waitForReady(Date.now() + deadlineMs, (err) => (err ? reject(err) : resolve()));
+  });
+}
