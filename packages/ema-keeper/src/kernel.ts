@@ -49,7 +49,6 @@ export function emaUpdateBf16(
   end = ema.length,
 ): void {
   const d = decay;
-  const c = 1 - decay;
   for (let base = start; base < end; base += BF16_BLOCK) {
     const n = Math.min(BF16_BLOCK, end - base);
     for (let j = 0; j < n; j++) scratchBits[j] = paramBits[base + j] << 16;
