@@ -29,3 +29,12 @@ export {
   type SequenceBalanceLoss,
 } from "./balance.js";
 export { gammaAt, parseGammaSchedule, gammaScheduleSchema, DEEPSEEK_V3_GAMMA, type GammaSchedule } from "./schedule.js";
+export {
+  planDispatch,
+  dispatchRows,
+  combineRows,
+  type DispatchOptions,
+  type DispatchPlan,
+  type DropPolicy,
+} from "./dispatch.js";
+export { planPlacement, balancedPacking, replicateExperts, type Placement, type PlacementOptions } from "./placement.js";
