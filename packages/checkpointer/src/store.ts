@@ -338,7 +338,7 @@ export class CheckpointStore {
   private async write(run: string, step: number, tensors: Tensor[], metadata: Record<string, string>, shardMax: number, total: number): Promise<Manifest> {
     if (this.checkFreeSpace) {
       const free = await this.storage.freeBytes();
-      const need = total + 1024 * 1024 + tensors.length * 256;
+      const need = total + 64 * 1024 + tensors.length * 256; // data + headers and manifest, roughly
       if (free !== undefined && free < need) {
         throw new CheckpointError("RESOURCE_EXHAUSTED", `not enough space for ${run}@${step}: needs about ${need} bytes, ${free} free`);
       }
