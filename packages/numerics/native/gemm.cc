@@ -51,8 +51,8 @@ const Tables& tables() { static Tables t; return t; }
   }
 
 void kernel_scaled(int64_t kc, int64_t P, const float* __restrict a, const float* __restrict b,
-                   const float* __restrict sa, const float* __restrict sb, float* __restrict c, int64_t ldc) {
-  for (int64_t k0 = 0; k0 < kc; k0 += P, sa += MR, sb += NR) {
+                   const float* __restrict sa, const float* __restrict sb, float* __restrict c, int64_t ldc, bool first) {
+  for (int64_t k0 = 0; k0 < kc; k0 += P, sa += MR, sb += NR, first = false) {
     __m512 acc0[MR], acc1[MR];
     _Pragma("GCC unroll 14") for (int i = 0; i < MR; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); }
     OCTET_KLOOP(P)
@@ -60,9 +60,12 @@ void kernel_scaled(int64_t kc, int64_t P, const float* __restrict a, const float
     _Pragma("GCC unroll 14") for (int i = 0; i < MR; i++) {
       const __m512 si = _mm512_set1_ps(sa[i]);
       float* cr = c + i * ldc;
-      // acc = f32(acc + f32(partial * f32(sa * sb))): separate roundings, as the specification
-      _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), _mm512_mul_ps(acc0[i], _mm512_mul_ps(si, s0))));
-      _mm512_storeu_ps(cr + 16, _mm512_add_ps(_mm512_loadu_ps(cr + 16), _mm512_mul_ps(acc1[i], _mm512_mul_ps(si, s1))));
+      // acc = f32(acc + f32(partial * f32(sa * sb))): separate roundings, as the specification; the first
+      // interval adds to +0 (which turns a -0 into +0) instead of reading C
+      const __m512 c0 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(cr);
+      const __m512 c1 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(cr + 16);
+      _mm512_storeu_ps(cr, _mm512_add_ps(c0, _mm512_mul_ps(acc0[i], _mm512_mul_ps(si, s0))));
+      _mm512_storeu_ps(cr + 16, _mm512_add_ps(c1, _mm512_mul_ps(acc1[i], _mm512_mul_ps(si, s1))));
     }
   }
 }
@@ -85,14 +88,14 @@ void kernel_plain(int64_t kc, const float* __restrict a, const float* __restrict
 #else
 // Portable: the compiler vectorizes the j loops for whatever ISA it targets.
 void kernel_scaled(int64_t kc, int64_t P, const float* __restrict a, const float* __restrict b,
-                   const float* __restrict sa, const float* __restrict sb, float* __restrict c, int64_t ldc) {
-  for (int64_t k0 = 0; k0 < kc; k0 += P, sa += MR, sb += NR) {
+                   const float* __restrict sa, const float* __restrict sb, float* __restrict c, int64_t ldc, bool first) {
+  for (int64_t k0 = 0; k0 < kc; k0 += P, sa += MR, sb += NR, first = false) {
     float acc[MR][NR] = {};
     for (int64_t k = 0; k < P; k++, a += MR, b += NR)
       for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = std::fma(a[i], b[j], acc[i][j]);
     for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) c[i * ldc + j] = c[i * ldc + j] + acc[i][j] * (sa[i] * sb[j]);
+      for (int j = 0; j < NR; j++) c[i * ldc + j] = (first ? 0.0f : c[i * ldc + j]) + acc[i][j] * (sa[i] * sb[j]);
   }
 }
 void kernel_plain(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc,
@@ -126,6 +129,39 @@ void pack_panel(float* __restrict dst, const Src* __restrict src, int64_t rows_v
     }
   }
 }
+
+// Packing buffers are reused across calls (no page faults on every call); a call that finds the workspace
+// in use by another thread, or needs more than kMaxCached floats, allocates its own.
+constexpr size_t kMaxCached = size_t(1) << 27;  // 512 MiB
+struct Workspace {
+  std::mutex m;
+  Buf<float> buf;
+  size_t cap = 0;
+};
+Workspace& workspace() { static Workspace* w = new Workspace; return *w; }
+
+class Scratch {
+ public:
+  explicit Scratch(size_t n) {
+    Workspace& w = workspace();
+    if (n <= kMaxCached && w.m.try_lock()) {
+      locked_ = true;
+      if (w.cap < n) { w.buf.reset(); w.buf = alloc_aligned<float>(n); w.cap = n; }
+      ptr_ = w.buf.get();
+    } else {
+      own_ = alloc_aligned<float>(n);
+      ptr_ = own_.get();
+    }
+  }
+  ~Scratch() { if (locked_) workspace().m.unlock(); }
+  float* get() const { return ptr_; }
+ private:
+  bool locked_ = false;
+  Buf<float> own_;
+  float* ptr_ = nullptr;
+};
+
+inline size_t round16(int64_t n) { return (size_t)((n + 15) / 16 * 16); }
 
 struct Plan {
   int64_t M, N, K, Kp, P, KC;  // P = 0: unscaled
@@ -161,7 +197,7 @@ void compute(const Plan& p, const float* ap, const float* bp, const float* sap, 
           }
           if (p.P) {
             const int64_t t0 = pc / p.P;
-            kernel_scaled(kc, p.P, a, b, sap + (i * T + t0) * MR, sbp + (j * T + t0) * NR, dst, ldd);
+            kernel_scaled(kc, p.P, a, b, sap + (i * T + t0) * MR, sbp + (j * T + t0) * NR, dst, ldd, pc == 0);
           } else {
             kernel_plain(kc, a, b, dst, ldd, pc > 0);
           }
@@ -191,9 +227,12 @@ template <class SrcA, class DecA, class SrcB, class DecB>
 void plain_gemm(const SrcA* a, DecA da, const SrcB* b, DecB db, int64_t M, int64_t N, int64_t K, float* c) {
   Plan p{M, N, K, K, 0, 256};
   const int64_t mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR;
-  Buf<float> ap = alloc_aligned<float>(mp * K * MR), bp = alloc_aligned<float>(np * K * NR);
-  pack_all(p, a, da, b, db, ap.get(), bp.get());
-  compute(p, ap.get(), bp.get(), nullptr, nullptr, c);
+  const size_t na = round16(mp * K * MR), nb = round16(np * K * NR);
+  Scratch ws(na + nb);
+  float* ap = ws.get();
+  float* bp = ap + na;
+  pack_all(p, a, da, b, db, ap, bp);
+  compute(p, ap, bp, nullptr, nullptr, c);
 }
 
 }  // namespace
@@ -210,11 +249,15 @@ void scaled_matmul(const uint8_t* a, const float* a_scales, int64_t M, int64_t K
   p.KC = P >= 256 ? P : P * (256 / P);
   const int64_t T = p.Kp / P;
   const int64_t mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR;
-  Buf<float> ap = alloc_aligned<float>(mp * p.Kp * MR), bp = alloc_aligned<float>(np * p.Kp * NR);
-  Buf<float> sap = alloc_aligned<float>(mp * T * MR), sbp = alloc_aligned<float>(np * T * NR);
+  const size_t na = round16(mp * p.Kp * MR), nb = round16(np * p.Kp * NR), nsa = round16(mp * T * MR), nsb = round16(np * T * NR);
+  Scratch ws(na + nb + nsa + nsb);  // every part a multiple of 16 floats: 64-byte aligned
+  float* const ap = ws.get();
+  float* const bp = ap + na;
+  float* const sap = bp + nb;
+  float* const sbp = sap + nsa;
   const float* lut_a = decode_table(afmt);
   const float* lut_b = decode_table(bfmt);
-  pack_all(p, a, [lut_a](uint8_t v) { return lut_a[v]; }, b, [lut_b](uint8_t v) { return lut_b[v]; }, ap.get(), bp.get());
+  pack_all(p, a, [lut_a](uint8_t v) { return lut_a[v]; }, b, [lut_b](uint8_t v) { return lut_b[v]; }, ap, bp);
   const int64_t agc = (K + abc - 1) / abc, bgc = (K + bbc - 1) / bbc;
   for (int64_t i = 0; i < mp; i++)
     for (int64_t t = 0; t < T; t++)
@@ -228,8 +271,7 @@ void scaled_matmul(const uint8_t* a, const float* a_scales, int64_t M, int64_t K
         const int64_t col = j * NR + r;
         sbp[(j * T + t) * NR + r] = col < N ? b_scales[(col / bbr) * bgc + (t * P) / bbc] : 0.0f;
       }
-  std::fill(c, c + M * N, 0.0f);
-  compute(p, ap.get(), bp.get(), sap.get(), sbp.get(), c);
+  compute(p, ap, bp, sap, sbp, c);
 }
 
 void matmul_f32(const float* a, const float* b, int64_t M, int64_t N, int64_t K, float* c) {

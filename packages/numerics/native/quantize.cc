@@ -117,7 +117,15 @@ int64_t quantize(const float* x, int64_t rows, int64_t cols, int64_t br, int64_t
       for (int64_t b0 = 0; b0 < w; b0 += bc) {
         const int64_t b1 = std::min(w, b0 + bc);
         float amax = 0.0f;
-        for (int64_t c = b0; c < b1; c++) amax = colmax[c] > amax ? colmax[c] : amax;
+        int64_t c = b0;
+#if defined(__AVX512F__)
+        if (b1 - b0 >= 16) {
+          __m512 vm = _mm512_setzero_ps();
+          for (; c + 16 <= b1; c += 16) vm = _mm512_max_ps(vm, _mm512_loadu_ps(colmax + c));
+          amax = _mm512_reduce_max_ps(vm);
+        }
+#endif
+        for (; c < b1; c++) amax = colmax[c] > amax ? colmax[c] : amax;
         const float sc = scale_from_amax(amax, fmax, pow2);
         const float iv = 1.0f / sc;
         scales[gr * grid_cols + (c0 + b0) / bc] = sc;
