@@ -29,13 +29,19 @@ export function createClient<C extends grpc.Client>(Ctor: ClientCtor<C>, address
   return new Ctor(address, credentials, options);
 }
 
-/** Names of a client's unary methods (as generated: the overload (request, metadata, options, callback)). */
-export type UnaryMethod<C> = {
-  [K in keyof C]: C[K] extends (req: never, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: grpc.requestCallback<never>) => grpc.ClientUnaryCall ? K : never;
-}[keyof C] &
-  string;
-export type UnaryRequest<C, M extends keyof C> = C[M] extends (req: infer Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: grpc.requestCallback<never>) => grpc.ClientUnaryCall ? Req : never;
-export type UnaryResponse<C, M extends keyof C> = C[M] extends (req: never, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: grpc.requestCallback<infer Res>) => grpc.ClientUnaryCall ? Res : never;
+/** The parameters of a generated unary method's last overload: (request, metadata, options, callback). */
+type UnaryParams<F> = F extends (...args: infer P) => grpc.ClientUnaryCall
+  ? P extends [unknown, grpc.Metadata, Partial<grpc.CallOptions>, grpc.requestCallback<never>]
+    ? P
+    : never
+  : never;
+
+/** Names of a client's unary methods, e.g. "echo" | "slow" for services.common.v1.EchoServiceClient. */
+export type UnaryMethod<C> = { [K in keyof C]: [UnaryParams<C[K]>] extends [never] ? never : K }[keyof C] & string;
+/** Request type (the I-interface) of a client's unary method. */
+export type UnaryRequest<C, M extends keyof C> = UnaryParams<C[M]>[0];
+/** Response type (the decoded message class) of a client's unary method. */
+export type UnaryResponse<C, M extends keyof C> = UnaryParams<C[M]>[3] extends grpc.requestCallback<infer R> ? R : never;
 
 export interface CallOptions {
   /** Deadline relative to now. */

@@ -173,3 +173,29 @@ describe("OctetServer lifecycle", () => {
     assert.throws(() => new OctetServer({ name: "x", maxMessageBytes: 0 }), RangeError);
   });
 });
+
+describe("call logging", () => {
+  test("each call is one JSON line with method, status code and duration; failures at warn/error", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) };
+    const h = await startEcho({ logger: pino({ level: "debug" }, sink) });
+    try {
+      await callUnary(h.client, "echo", { text: "logged" });
+      await rejection(callUnary(h.client, "echo", { text: "range-error" }));
+      await rejection(callUnary(h.client, "echo", { text: "boom" }));
+    } finally {
+      await h.close();
+    }
+    const calls = lines.filter((l) => l.method === "/octet.common.v1.EchoService/Echo");
+    assert.equal(calls.length, 3, JSON.stringify(lines));
+    const [ok, bad, boom] = calls as [Record<string, unknown>, Record<string, unknown>, Record<string, unknown>];
+    assert.equal(ok.level, 20);
+    assert.equal(ok.code, grpc.status.OK);
+    assert.equal(typeof ok.durationMs, "number");
+    assert.equal(bad.level, 40);
+    assert.equal(bad.status, "INVALID_ARGUMENT");
+    assert.equal(boom.level, 50);
+    assert.equal(boom.code, grpc.status.INTERNAL);
+    assert.match(String((boom.err as { stack?: string }).stack), /unexpected failure/);
+  });
+});
