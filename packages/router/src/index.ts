@@ -38,3 +38,13 @@ export {
   type DropPolicy,
 } from "./dispatch.js";
 export { planPlacement, balancedPacking, replicateExperts, type Placement, type PlacementOptions } from "./placement.js";
+export {
+  LoadBalancerStore,
+  REMEMBERED_REPORT_IDS,
+  type LoadReport,
+  type ReportResult,
+  type StoreState,
+  type LayerStateRecord,
+  type GammaPoint,
+} from "./service/store.js";
+export { loadBalancerHandlers, startRouterServer, stateToWire, stateFromWire, type RouterServer } from "./service/server.js";
