@@ -165,7 +165,7 @@ test("reads are consistent: a snapshot taken while updates are applied has every
       seen.add(snap.step);
       const first = snap.tensors.get("t0")![0];
       for (const nm of names) {
-        const t = snap.tensors.get(nm)!;
+        const t: Float32Array = snap.tensors.get(nm)!;
         assert.equal(t[0], first);
         assert.equal(t[n - 1], first);
       }
