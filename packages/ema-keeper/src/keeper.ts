@@ -43,7 +43,7 @@ export interface EmaKeeperOptions {
   sliceElements?: number;
   /** Complete steps allowed to wait for the applier; admit() waits beyond this (default 2). */
   maxQueuedSteps?: number;
-  /** Incomplete steps kept per run; beyond this the oldest is discarded (default 8). */
+  /** Incomplete steps kept per run: admit() holds pushes opening more; past it (library push()) the oldest is discarded (default 8). */
   maxPendingSteps?: number;
   /** Upper bound on the fp32 EMA bytes of all runs together (default: no limit). */
   maxEmaBytes?: number;
@@ -413,10 +413,19 @@ export class EmaKeeper extends EventEmitter {
     if (s) s.counters.rejected++;
   }
 
-  /** Waits until the run's applier queue has room (the service waits here before reading a push's chunks). */
-  admit(run: string): Promise<void> {
+  /**
+   * Flow control; the service waits here after a push's header, before reading its chunks. Resolves once the
+   * applier queue has room (fewer than maxQueuedSteps complete steps waiting) and, for a push that would open a
+   * new incomplete step, once fewer than maxPendingSteps steps are incomplete. So a client pushing its tensors
+   * ahead of the others is held (not dropped) when it runs maxPendingSteps steps ahead of the slowest one.
+   */
+  admit(run: string, step?: number): Promise<void> {
     const s = this.state(run);
-    return s.until(() => s.queue.length < this.maxQueuedSteps);
+    return s.until(
+      () =>
+        s.queue.length < this.maxQueuedSteps &&
+        (step === undefined || step <= s.completeStep || s.pending.has(step) || s.pending.size < this.maxPendingSteps),
+    );
   }
 
   /** Stages a finished push atomically. */
@@ -455,6 +464,7 @@ export class EmaKeeper extends EventEmitter {
     }
     s.queue.push({ step, tensors: entry });
     s.completeStep = step;
+    s.notify();
     this.schedule(s);
     return { run: s.spec.run, step, status: "complete", missingTensors: 0 };
   }

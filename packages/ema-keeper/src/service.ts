@@ -105,7 +105,7 @@ export function createEmaService(keeper: EmaKeeper, options: EmaServiceOptions =
       }),
     ),
 
-    pushParameters: clientStreaming(async (reqs: AsyncIterable<octet.ema.v1.PushChunk>) =>
+    pushParameters: clientStreaming(async (reqs: AsyncIterable<octet.ema.v1.PushChunk>, ctx) =>
       mapped(async () => {
         let builder: PushBuilder | undefined;
         let run = "";
@@ -114,9 +114,11 @@ export function createEmaService(keeper: EmaKeeper, options: EmaServiceOptions =
             if (!builder) {
               if (!m.header) throw invalidArgument("the first message of a push must be its header {run, step}");
               run = m.header.run ?? "";
-              builder = keeper.beginPush(run, Number(m.header.step ?? 0));
-              // Hold the stream (gRPC flow control pushes back on the client) while the applier is behind.
-              await keeper.admit(run);
+              const step = Number(m.header.step ?? 0);
+              builder = keeper.beginPush(run, step);
+              // Hold the stream (gRPC flow control pushes back on the client) while the applier is behind or
+              // too many steps are incomplete.
+              await Promise.race([keeper.admit(run, step), untilAborted(ctx)]);
               continue;
             }
             if (m.header) throw invalidArgument("a push has exactly one header, first");
