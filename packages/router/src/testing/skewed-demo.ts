@@ -28,6 +28,8 @@ export interface SkewedDemoResult {
   finalMaxOverMean: number;
   finalStats: LoadStats;
   bias: Float32Array;
+  /** The experts the logits favour. */
+  favouredExperts: number[];
 }
 
 export function runSkewedBalanceDemo(options: SkewedDemoOptions = {}): SkewedDemoResult {
@@ -79,5 +81,6 @@ export function runSkewedBalanceDemo(options: SkewedDemoOptions = {}): SkewedDem
     finalMaxOverMean: stats!.maxOverMean,
     finalStats: stats!,
     bias: Float32Array.from(balancer.bias),
+    favouredExperts: Array.from({ length: favoured }, (_, i) => (i * 7) % experts),
   };
 }
