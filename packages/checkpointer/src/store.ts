@@ -634,6 +634,23 @@ export class CheckpointStore {
     };
   }
 
+  /** Opens the newest checkpoint of the run that verifies; corrupted newer ones are skipped and reported. */
+  async openLatestValid(run: string, opts: LoadOptions = {}): Promise<{ reader: CheckpointReader; skipped: CorruptionReport[] }> {
+    checkRunName(run);
+    const skipped: CorruptionReport[] = [];
+    const steps = await this.storage.listSteps(run);
+    for (let i = steps.length - 1; i >= 0; i--) {
+      try {
+        return { reader: await this.open(run, steps[i], opts), skipped };
+      } catch (e) {
+        if (!(e instanceof CorruptCheckpointError)) throw e;
+        this.log.warn(e.message);
+        skipped.push({ run, step: e.step, object: e.object, reason: e.reason });
+      }
+    }
+    throw new CheckpointError("NOT_FOUND", `no valid checkpoint of run ${run}${skipped.length ? ` (${skipped.length} corrupted)` : ""}`);
+  }
+
   /** Deletes a checkpoint (after the run's pending saves). */
   async delete(run: string, step: number): Promise<void> {
     checkRunName(run);

@@ -1,0 +1,42 @@
+// @octet/checkpointer — safetensors checkpoints: format, atomic verified store, gRPC service and client.
+
+export { DTYPES, DTYPE_SIZES, type DType, isDType, checkDType, dtypeSize, numElements, tensorByteLength } from "./dtypes.js";
+export {
+  MAX_HEADER_BYTES,
+  METADATA_KEY,
+  type Tensor,
+  type TensorSpec,
+  type TensorEntry,
+  type SafetensorsHeader,
+  encodeHeader,
+  parseHeader,
+  parseHeaderJson,
+  readHeaderLength,
+  readHeaderFromFile,
+  serialize,
+  deserialize,
+} from "./safetensors.js";
+export { CheckpointError, CorruptCheckpointError, type CheckpointErrorCode } from "./errors.js";
+export { checkRunName, checkTensorName, checkStep, stepDirName, shardFileName } from "./names.js";
+export { MANIFEST_FORMAT, MANIFEST_OBJECT, ManifestSchema, type Manifest, type ManifestShard, type ManifestTensor, encodeManifest, decodeManifest } from "./manifest.js";
+export { type CheckpointStorage, type StagingArea, type ObjectSink, type ObjectReader, LocalStorage } from "./storage.js";
+export {
+  CheckpointStore,
+  planShards,
+  type CheckpointStoreOptions,
+  type RetentionPolicy,
+  type SaveOptions,
+  type SaveHandle,
+  type SaveState,
+  type SaveStatus,
+  type CheckpointInfo,
+  type ListedCheckpoint,
+  type LoadOptions,
+  type LoadedCheckpoint,
+  type CheckpointReader,
+  type CorruptionReport,
+} from "./store.js";
+export { checkpointHandlers, toServiceError, type CheckpointServiceOptions } from "./service.js";
+export { startCheckpointServer, type CheckpointServerOptions, type RunningCheckpointServer } from "./server.js";
+export { CheckpointClient, type CheckpointClientOptions, type SaveReceipt, type RemoteSave, type RemoteCheckpoint } from "./client.js";
+export { loadConfig, buildCommand, ENV_PREFIX } from "./config.js";
