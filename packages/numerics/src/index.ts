@@ -54,3 +54,5 @@ export {
 } from "./recipes.js";
 
 export { type AccumulationStudyRow, runAccumulationStudy } from "./study.js";
+
+export { numericsHandlers, startNumericsServer, type NumericsServiceOptions } from "./service/server.js";
