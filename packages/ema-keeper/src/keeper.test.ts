@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EmaKeeper } from "./keeper.js";
 import { EmaNotFoundError, EmaRangeError, StaleStepError } from "./errors.js";
-import { params, sequentialEma } from "./testing.js";
+import { params, sequentialEma } from "./testing/params.js";
 import { encodeBf16 } from "@octet/numerics";
 import type { RunSpec } from "./types.js";
 

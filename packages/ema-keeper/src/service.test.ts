@@ -4,7 +4,7 @@ import { status as grpcStatus } from "@grpc/grpc-js";
 import { encodeBf16 } from "@octet/numerics";
 import { startEmaServer } from "./service.js";
 import { EmaClient, ShardedEmaClient, createEmaServiceClient, pushParameters } from "./client.js";
-import { params, sequentialEma } from "./testing.js";
+import { params, sequentialEma } from "./testing/params.js";
 import type { DecayPolicy } from "./decay.js";
 import type { EmaKeeper } from "./keeper.js";
 import type { OctetServer } from "@octet/proto";
@@ -105,7 +105,9 @@ test("bad pushes get INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION with the
   assert.equal(st.duplicatePushes, 1);
   assert.equal(st.rejectedPushes, 5); // the unknown-run and header-less pushes name no registered run
   // GetEma / export of an unknown run
-  await assert.rejects(c.raw.getStatus({ run: "nope" }, () => undefined) && new EmaClient({ address, run: "nope" }).status(), (e: unknown) => grpcCode(e) === grpcStatus.NOT_FOUND);
+  const other = new EmaClient({ address, run: "nope", client: c.raw });
+  await assert.rejects(other.status(), (e: unknown) => grpcCode(e) === grpcStatus.NOT_FOUND && /unknown run "nope"/.test((e as Error).message));
+  await assert.rejects(other.getEma(), (e: unknown) => grpcCode(e) === grpcStatus.NOT_FOUND);
   c.close();
 });
 

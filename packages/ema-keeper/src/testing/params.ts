@@ -1,6 +1,6 @@
 // Helpers shared by the tests and the benchmark (not exported from the package).
-import { decayAt, type DecayPolicy } from "./decay.js";
-import { emaUpdateF32 } from "./kernel.js";
+import { decayAt, type DecayPolicy } from "../decay.js";
+import { emaUpdateF32 } from "../kernel.js";
 
 /** Deterministic pseudo-random float32 parameters (xorshift32), values in [-1, 1). */
 export function params(n: number, seed: number): Float32Array {
