@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { totalmem } from "node:os";
 import { readFile, stat } from "node:fs/promises";
-import { checkDType, tensorByteLength } from "./dtypes.js";
+import { DTYPE_SIZES, checkDType, tensorByteLength } from "./dtypes.js";
 import { CheckpointError, CorruptCheckpointError, fsError } from "./errors.js";
 import { HashingWriter, IO_CHUNK_BYTES, hashObject, readAllHashed, readFully } from "./io.js";
 import { MANIFEST_FORMAT, MANIFEST_OBJECT, type Manifest, type ManifestTensor, decodeManifest, encodeManifest } from "./manifest.js";
@@ -349,10 +349,13 @@ export class CheckpointStore {
       const shards: Manifest["shards"] = [];
       for (let i = 0; i < plan.length; i++) {
         const file = shardFileName(i, plan.length);
-        const { header, entries } = encodeHeader(plan[i], { format: "pt" });
+        // Widest dtypes first (stable otherwise), as Hugging Face's writer does: every tensor's data is then
+        // aligned to its element size in the file (the buffer starts 8-byte aligned), which zero-copy readers need.
+        const ordered = [...plan[i]].sort((a, b) => DTYPE_SIZES[b.dtype] - DTYPE_SIZES[a.dtype]);
+        const { header, entries } = encodeHeader(ordered, { format: "pt" });
         const w = new HashingWriter(await area.create(file));
         await w.write(header);
-        for (const t of plan[i]) await w.write(t.data);
+        for (const t of ordered) await w.write(t.data);
         const { bytes, sha256 } = await w.finish();
         shards.push({
           file,
