@@ -26,7 +26,7 @@ export function numpyTensors(): Tensor[] {
     { name: "f32", dtype: "F32", shape: [2, 3, 4], data: bytesOf(new Float32Array(range(24, (i) => i * 0.5 - 3))) },
     { name: "f64", dtype: "F64", shape: [5], data: bytesOf(new Float64Array(range(5, (i) => i * 0.25))) },
     { name: "f16", dtype: "F16", shape: [10], data: bytesOf(new Uint16Array(range(10, (i) => f16Bits(i / 4)))) },
-    { name: "i64", dtype: "I64", shape: [6], data: bytesOf(new BigInt64Array(range(6, (i) => 0).map((_, i) => BigInt(i - 3) * 10n ** 12n))) },
+    { name: "i64", dtype: "I64", shape: [6], data: bytesOf(new BigInt64Array(range(6, () => 0).map((_, i) => BigInt(i - 3) * 10n ** 12n))) },
     { name: "i32", dtype: "I32", shape: [10], data: bytesOf(new Int32Array(range(10, (i) => i - 5))) },
     { name: "i16", dtype: "I16", shape: [8], data: bytesOf(new Int16Array(range(8, (i) => i - 4))) },
     { name: "u16", dtype: "U16", shape: [8], data: bytesOf(new Uint16Array(range(8, (i) => i * 1000))) },
