@@ -54,7 +54,7 @@ function track(call: AnyCall, handlerKey: object): Tracker {
 
   const log = (code: grpc.status, err?: unknown, unexpected = false) => {
     const durationMs = Math.round((performance.now() - start) * 1000) / 1000;
-    const fields = { method, code, status: statusName(code), durationMs };
+    const fields = { code, status: statusName(code), durationMs }; // method is bound on the child logger
     const l = ctx.logger;
     if (code === grpc.status.OK) l.debug(fields, "call");
     else if (unexpected) l.error({ ...fields, err }, "call failed");
