@@ -16,7 +16,7 @@ CASES = [
     ("all_groups_eligible", 32, 4, 4, 5, True, 1.7, 129, 0.2),
     # Every biased score below 0: whether ineligible experts are masked with -inf (transformers 5.x) or with
     # 0.0 (4.x) decides the choice here.
-    ("negative_bias_masking", 16, 4, 1, 6, True, 2.5, 129, "negative"),
+    ("negative_bias_masking", 16, 4, 2, 6, True, 2.5, 129, "negative"),
 ]
 
 def route(gate, logits):

@@ -42,8 +42,8 @@ export function routeTokensReference(logits: Float32Array, opts: RouteOptions): 
     const groupOrder = groupScores.map((_, g) => g).sort(byValueThenIndex(groupScores));
     const groupMask = new Array<boolean>(nGroup).fill(false);
     for (const g of groupOrder.slice(0, topkGroup)) groupMask[g] = true;
-    // masked_fill(~score_mask, 0.0)
-    const masked = forChoice.map((v, e) => (groupMask[Math.floor(e / groupSize)] ? v : 0));
+    // masked_fill(~score_mask, -inf)
+    const masked = forChoice.map((v, e) => (groupMask[Math.floor(e / groupSize)] ? v : -Infinity));
     const order = masked.map((_, e) => e).sort(byValueThenIndex(masked));
     const picked = order.slice(0, topK);
     let sum = 0;

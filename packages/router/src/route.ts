@@ -1,25 +1,25 @@
 // DeepSeek-V3's gate (node-limited, bias-corrected top-K routing) and its backward pass.
 //
-// Behaviour matched: Hugging Face transformers' `DeepseekV3TopkRouter` (transformers 4.5x, read at
-// huggingface/transformers commit 00b676f8, `get_topk_indices` + `forward`; the later
-// `DeepseekV3MoE.route_tokens_to_experts` computes the same thing):
+// Behaviour matched: Hugging Face transformers' `DeepseekV3TopkRouter.forward` as of transformers 5.17
+// (checked against that version's own output in route.golden.test.ts; golden/generate.py regenerates it):
 //
 //   scores            = sigmoid(logits)                                   (float32)
 //   scores_for_choice = scores + e_score_correction_bias
 //   group_scores      = scores_for_choice.view(T, n_group, E/n_group).topk(2).values.sum(-1)
 //   group_idx         = topk(group_scores, topk_group)
-//   scores_for_choice = scores_for_choice.masked_fill(~group_mask, 0.0)   <- 0.0, not -inf
+//   scores_for_choice = scores_for_choice.masked_fill(~group_mask, -inf)
 //   topk_indices      = topk(scores_for_choice, top_k)
 //   topk_weights      = scores.gather(topk_indices)
 //   if norm_topk_prob: topk_weights /= topk_weights.sum(-1) + 1e-20
 //   topk_weights     *= routed_scaling_factor
 //
 // Details that matter for matching it exactly:
-// - Masked experts get choice score 0.0, not -inf. With a negative bias an eligible expert can score
-//   below 0, and then an expert from a group that was NOT selected (score 0.0) beats it. We reproduce
-//   that: such an expert can appear in `indices`, with its unbiased affinity as its weight.
+// - Experts of groups that were not selected are masked with -inf, so every pick comes from the
+//   `topkGroup` selected groups, even when biases push every eligible score below 0. (transformers 4.x
+//   filled them with 0.0 instead, which let a masked expert beat an eligible one with a negative score;
+//   5.x changed that, and the golden case "negative_bias_masking" pins the difference.)
 // - Ties are broken lowest index first, everywhere (within a group's top-2, between groups, between
-//   experts, and between masked zeros and eligible zeros). torch.topk on CPU behaves this way in
+//   experts). torch.topk on CPU behaves this way in
 //   practice but does not promise it; we promise it.
 // - Arithmetic is float32 where torch's is: s + bias, the sum of a group's two best, the sum of the
 //   top-K weights (summed left to right, best first), the + 1e-20, the division and the scaling are
@@ -300,26 +300,6 @@ function selectExperts(shape: RouteShape, scratch: RouteScratch): void {
           j--;
         }
         bestValue[j] = c;
-        bestIndex[j] = e;
-      }
-    }
-  }
-  // HF's masked_fill(…, 0.0): every expert of an ineligible group competes with score 0.0. They only
-  // matter when the current worst pick is <= 0; the lowest-index masked experts come first, and once
-  // one fails to enter, every later (higher-index) one fails too.
-  if (limitsGroups && bestValue[topK - 1] <= 0) {
-    for (let g = 0; g < nGroup; g++) {
-      if (groupEligible[g] !== 0) continue;
-      for (let e = g * groupSize; e < (g + 1) * groupSize; e++) {
-        const worst = bestValue[topK - 1];
-        if (!(worst < 0 || (worst === 0 && bestIndex[topK - 1] > e))) return;
-        let j = topK - 1;
-        while (j > 0 && (bestValue[j - 1] < 0 || (bestValue[j - 1] === 0 && bestIndex[j - 1] > e))) {
-          bestValue[j] = bestValue[j - 1];
-          bestIndex[j] = bestIndex[j - 1];
-          j--;
-        }
-        bestValue[j] = 0;
         bestIndex[j] = e;
       }
     }
