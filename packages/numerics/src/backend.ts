@@ -7,6 +7,7 @@ import { type ScaledMatmulOptions, resolveMatmulArgs, scaledMatmulReference } fr
 import {
   type Quantized,
   type QuantizeOptions,
+  type ScaleKind,
   type Shape2,
   gridShape,
   nonFiniteError,
@@ -14,6 +15,7 @@ import {
   validateQuantizeArgs,
 } from "./quantize.js";
 import { type NativeKernels, loadNativeKernels, nativeUnavailableReason } from "./native.js";
+import { type Fp8Format, decodeBf16 } from "./formats.js";
 
 const FORMAT_CODE = { e4m3: 0, e5m2: 1 } as const;
 
@@ -68,15 +70,19 @@ export function scaledMatmul(a: Quantized, b: Quantized, opts: ScaledMatmulOptio
   );
 }
 
+function checkMatmulShape(what: string, aLength: number, bLength: number, M: number, N: number, K: number): void {
+  for (const [name, v] of [["M", M], ["N", N], ["K", K]] as const) {
+    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${what}: ${name} must be a positive integer, got ${v}`);
+  }
+  if (aLength !== M * K || bLength !== N * K) {
+    throw new RangeError(`${what}: a has ${aLength} elements (want M·K = ${M * K}) and b has ${bLength} (want N·K = ${N * K})`);
+  }
+}
+
 /** Plain float32 C = a · bᵀ for a [M,K], b [N,K] (the fp32 recipe's GEMM and the benchmarks' peer). */
 export function matmulF32(a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array {
   if (!(a instanceof Float32Array) || !(b instanceof Float32Array)) throw new TypeError("matmulF32: a and b must be Float32Arrays");
-  for (const [name, v] of [["M", M], ["N", N], ["K", K]] as const) {
-    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`matmulF32: ${name} must be a positive integer, got ${v}`);
-  }
-  if (a.length !== M * K || b.length !== N * K) {
-    throw new RangeError(`matmulF32: a has ${a.length} elements (want M·K = ${M * K}) and b has ${b.length} (want N·K = ${N * K})`);
-  }
+  checkMatmulShape("matmulF32", a.length, b.length, M, N, K);
   const k = native();
   if (k) return k.matmulF32(a, b, M, N, K);
   const out = new Float32Array(M * N);
@@ -88,4 +94,41 @@ export function matmulF32(a: Float32Array, b: Float32Array, M: number, N: number
     }
   }
   return out;
+}
+
+export interface QuantizedBoth {
+  /** [1,128] tiles along rows: the layout Fprop/Dgrad contract over columns in. */
+  rowwise: Quantized;
+  /** [128,1] tiles along columns: the transposed layout Wgrad contracts the token dimension in. */
+  colwise: Quantized;
+}
+
+/**
+ * The [1,128] and [128,1] quantizations of x together, from one read of x on the native path (the
+ * backward pass needs both). Each equals the separate `quantize` call bit for bit.
+ */
+export function quantizeBoth(x: Float32Array, shape: Shape2, opts: { format?: Fp8Format; scale?: ScaleKind } = {}): QuantizedBoth {
+  const format = opts.format ?? "e4m3";
+  const rowOpts: QuantizeOptions = { block: [1, 128], format, scale: opts.scale };
+  validateQuantizeArgs(x, shape, rowOpts);
+  const k = native();
+  if (!k) return { rowwise: quantizeReference(x, shape, rowOpts), colwise: quantizeReference(x, shape, { ...rowOpts, block: [128, 1] }) };
+  const [rows, cols] = shape;
+  const out = k.quantizeTiledBoth(x, rows, cols, FORMAT_CODE[format], opts.scale === "pow2");
+  if (out.firstNonFinite >= 0) throw nonFiniteError(out.firstNonFinite, x[out.firstNonFinite], cols);
+  return {
+    rowwise: { data: out.rowwise.data, scales: out.rowwise.scales, shape: [rows, cols], block: [1, 128], format },
+    colwise: { data: out.colwise.data, scales: out.colwise.scales, shape: [rows, cols], block: [128, 1], format },
+  };
+}
+
+/** C = a · bᵀ for bfloat16 bit patterns a [M,K], b [N,K], accumulated in fp32 (the bf16 recipe's GEMM). */
+export function matmulBf16(a: Uint16Array, b: Uint16Array, M: number, N: number, K: number): Float32Array {
+  if (!(a instanceof Uint16Array) || !(b instanceof Uint16Array)) throw new TypeError("matmulBf16: a and b must be Uint16Arrays of bfloat16 bits");
+  const k = native();
+  if (k) {
+    checkMatmulShape("matmulBf16", a.length, b.length, M, N, K);
+    return k.matmulBf16(a, b, M, N, K);
+  }
+  return matmulF32(decodeBf16(a), decodeBf16(b), M, N, K);
 }

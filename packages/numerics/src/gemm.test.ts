@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { dequantize, quantizeReference } from "./quantize.js";
 import { frobeniusRelativeError, matmulFloat64, maxRelativeError, scaledMatmulReference, truncateToBits } from "./gemm.js";
-import { matmulF32, scaledMatmul } from "./backend.js";
+import { matmulBf16, matmulF32, quantizeBoth, scaledMatmul } from "./backend.js";
+import { decodeBf16, encodeBf16 } from "./formats.js";
 import { randomNormal, seededRandom } from "./testing/golden.js";
 
 const seed = Date.now() % 1_000_000;
@@ -73,4 +74,26 @@ test("mismatched shapes or blocks throw a RangeError naming both shapes", () => 
   assert.throws(() => scaledMatmul(a, a, { promoteEvery: 0 }), { name: "RangeError", message: /promoteEvery/ });
   assert.throws(() => scaledMatmul(a, a, { accumulation: "fast" as never }), { name: "RangeError", message: /accumulation/ });
   assert.throws(() => scaledMatmul(a, { ...a, scales: new Float32Array(1) }), { name: "RangeError", message: /b.scales has 1 entries/ });
+});
+
+test("matmulBf16 equals the float64 product of the bf16-rounded inputs to float32 accuracy", () => {
+  const a = encodeBf16(randomNormal(random, 9 * 130));
+  const b = encodeBf16(randomNormal(random, 11 * 130));
+  const exact = matmulFloat64(decodeBf16(a), decodeBf16(b), 9, 11, 130);
+  assert.ok(frobeniusRelativeError(matmulBf16(a, b, 9, 11, 130), exact) < 1e-6);
+  assert.throws(() => matmulBf16(a, b, 9, 11, 129), { name: "RangeError", message: /matmulBf16: a has 1170 elements/ });
+});
+
+test("quantizeBoth equals the separate [1,128] and [128,1] quantizations bit for bit", () => {
+  const x = randomNormal(random, 200 * 300, 3);
+  for (const scale of ["fp32", "pow2"] as const) {
+    const both = quantizeBoth(x, [200, 300], { scale });
+    const rowwise = quantizeReference(x, [200, 300], { block: [1, 128], scale });
+    const colwise = quantizeReference(x, [200, 300], { block: [128, 1], scale });
+    assert.deepEqual(both.rowwise, rowwise);
+    assert.deepEqual(both.colwise, colwise);
+  }
+  const bad = Float32Array.from(x);
+  bad[5 * 300 + 7] = Infinity;
+  assert.throws(() => quantizeBoth(bad, [200, 300]), { name: "RangeError", message: /row 5, column 7/ });
 });

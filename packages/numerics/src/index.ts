@@ -38,7 +38,7 @@ export {
   maxRelativeError,
 } from "./gemm.js";
 
-export { type BackendInfo, quantize, scaledMatmul, matmulF32, numericsBackend } from "./backend.js";
+export { type BackendInfo, type QuantizedBoth, quantize, quantizeBoth, scaledMatmul, matmulF32, matmulBf16, numericsBackend } from "./backend.js";
 
 export {
   type ScalingRecipe,
