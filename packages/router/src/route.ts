@@ -40,6 +40,7 @@ import {
   requireNoNaN,
 } from "./validate.js";
 import { sigmoidF32 } from "./sigmoid.js";
+import { nativeRouteKernel } from "./native.js";
 
 export type ScoreFunction = "sigmoid" | "softmax";
 
@@ -157,6 +158,17 @@ export function routeTokens(logits: Float32Array, opts: RouteOptions, out?: Rout
     requireLength("out.indices", out.indices.length, tokens * topK, "[tokens, topK]");
     requireLength("out.weights", out.weights.length, tokens * topK, "[tokens, topK]");
     requireLength("out.scores", out.scores.length, tokens * experts, "[tokens, experts]");
+  }
+  // Native kernel (native/route.cc), bit for bit this file's sigmoid path; the TypeScript below stays the
+  // specification and the fallback (no addon, OCTET_ROUTER_BACKEND=typescript, softmax).
+  const kernel = shape.scoreFunction === "sigmoid" ? nativeRouteKernel() : null;
+  if (kernel) {
+    const firstNaN = kernel.routeSigmoid(
+      logits, tokens, experts, topK, shape.nGroup, shape.topkGroup, opts.bias, opts.normTopkProb,
+      shape.routedScalingFactor, result.indices, result.weights, result.scores,
+    );
+    if (firstNaN >= 0) throw new RangeError(`logits[${Math.floor(firstNaN / experts)}, ${firstNaN % experts}] is NaN`);
+    return result;
   }
   const scratch = new RouteScratch(experts, shape.nGroup, topK);
   const scaling = Math.fround(shape.routedScalingFactor);

@@ -1,0 +1,277 @@
+// DeepSeek-V3's gate (sigmoid affinities, bias-corrected group-limited top-K), bit for bit the TypeScript
+// routeTokens of src/route.ts, which stays the readable specification (read its header comment first).
+//
+// Exactness, step by step:
+// - sigmoid: the algorithm of src/sigmoid.ts, operation for operation in float64 (same range reduction
+//   with Math.round's ties-toward-+inf, same split ln2/32, same degree-5 Horner polynomial, same table
+//   2^(j/32) installed from JavaScript, 2^(k>>5) applied exactly with scalef/ldexp, 1/(1+e) by an IEEE
+//   division, one rounding to float32). Built with -ffp-contract=off and without -ffast-math, so no
+//   operation is fused or reassociated: the results are the TypeScript ones by construction.
+// - choice = f32(s + bias), each group's top-2 sum, the + 1e-20 (in float64, then rounded, as
+//   Math.fround(sum + 1e-20) does), the division and the scaling: float32 operations on float32 operands,
+//   which equal JavaScript's float64 operation followed by Math.fround (double rounding is innocuous for
+//   +, -, *, / of float32 operands).
+// - selection: lowest index first on ties everywhere; the vector compare only pre-filters candidates
+//   against the current K-th best, the insertion itself is the scalar loop of route.ts, in index order.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+#include "common.h"
+
+namespace octet_router {
+namespace {
+
+constexpr double kLn2 = 0.69314718055994530942;  // Math.LN2
+constexpr double kInvStep = 32.0 / kLn2;
+constexpr double kStepHi = (double)(float)(kLn2 / 32.0);
+constexpr double kStepLo = kLn2 / 32.0 - kStepHi;
+constexpr double kC6 = 1.0 / 6, kC24 = 1.0 / 24, kC120 = 1.0 / 120;
+constexpr double kSaturateHigh = 30, kSaturateLow = -110;
+
+alignas(64) double g_frac[32];
+struct FracInit {
+  FracInit() {
+    for (int j = 0; j < 32; j++) g_frac[j] = std::pow(2.0, j / 32.0);
+  }
+} g_frac_init;
+
+// Math.round: the integer closest to v, ties toward +infinity.
+inline double js_round(double v) {
+  double c = std::ceil(v);
+  if (c - 0.5 > v) c -= 1.0;
+  return c;
+}
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define OCTET_ROUTER_AVX512 1
+
+// 8 lanes of sigmoidF32 (z in float64, exactly widened from float32); NaN lanes give garbage (the caller
+// reports them), never an out-of-range table index.
+inline __m256 sigmoid8(__m512d z) {
+  const __m512d one = _mm512_set1_pd(1.0);
+  const __m512d zc = _mm512_max_pd(_mm512_min_pd(z, _mm512_set1_pd(kSaturateHigh)), _mm512_set1_pd(kSaturateLow));
+  const __m512d x = _mm512_xor_pd(zc, _mm512_set1_pd(-0.0));
+  const __m512d v = _mm512_mul_pd(x, _mm512_set1_pd(kInvStep));
+  const __m512d c = _mm512_roundscale_pd(v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+  const __mmask8 down = _mm512_cmp_pd_mask(_mm512_sub_pd(c, _mm512_set1_pd(0.5)), v, _CMP_GT_OQ);
+  const __m512d k = _mm512_mask_sub_pd(c, down, c, one);
+  const __m512d r = _mm512_sub_pd(_mm512_sub_pd(x, _mm512_mul_pd(k, _mm512_set1_pd(kStepHi))),
+                                  _mm512_mul_pd(k, _mm512_set1_pd(kStepLo)));
+  __m512d p = _mm512_add_pd(_mm512_set1_pd(kC24), _mm512_mul_pd(r, _mm512_set1_pd(kC120)));
+  p = _mm512_add_pd(_mm512_set1_pd(kC6), _mm512_mul_pd(r, p));
+  p = _mm512_add_pd(_mm512_set1_pd(0.5), _mm512_mul_pd(r, p));
+  p = _mm512_add_pd(one, _mm512_mul_pd(r, p));
+  p = _mm512_add_pd(one, _mm512_mul_pd(r, p));
+  const __m256i ki = _mm512_cvtpd_epi32(k);  // exact: k is an integer in [-1385, 5079]
+  const __m512d octave = _mm512_cvtepi32_pd(_mm256_srai_epi32(ki, 5));
+  const __m512i j = _mm512_cvtepu32_epi64(_mm256_and_si256(ki, _mm256_set1_epi32(31)));
+  const __m512d f_lo = _mm512_permutex2var_pd(_mm512_load_pd(g_frac), j, _mm512_load_pd(g_frac + 8));
+  const __m512d f_hi = _mm512_permutex2var_pd(_mm512_load_pd(g_frac + 16), j, _mm512_load_pd(g_frac + 24));
+  const __m512d f = _mm512_mask_blend_pd(_mm512_test_epi64_mask(j, _mm512_set1_epi64(16)), f_lo, f_hi);
+  // OCTAVE_POWERS[k>>5] * FRACTION_POWERS[k&31] is exact (a power of two in range), as is scalef.
+  const __m512d e = _mm512_mul_pd(_mm512_scalef_pd(f, octave), p);
+  __m512d s = _mm512_div_pd(one, _mm512_add_pd(one, e));
+  s = _mm512_mask_mov_pd(s, _mm512_cmp_pd_mask(z, _mm512_set1_pd(kSaturateHigh), _CMP_GT_OQ), one);
+  s = _mm512_mask_mov_pd(s, _mm512_cmp_pd_mask(z, _mm512_set1_pd(kSaturateLow), _CMP_LT_OQ), _mm512_setzero_pd());
+  return _mm512_cvtpd_ps(s);
+}
+
+inline __m512 sigmoid16(__m512 zf) {
+  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(zf));
+  const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(zf, 1));
+  return _mm512_insertf32x8(_mm512_castps256_ps512(sigmoid8(lo)), sigmoid8(hi), 1);
+}
+
+inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
+#endif
+
+struct Scratch {
+  std::vector<float> choice, srow, group_score, best_value;
+  std::vector<int32_t> best_index;
+  std::vector<uint8_t> eligible;
+  void size(const RouteShape& s) {
+    const size_t padded = (size_t)((s.experts + 15) / 16 * 16);
+    if (choice.size() < padded) { choice.assign(padded, 0.f); srow.assign(padded, 0.f); }
+    if (group_score.size() < (size_t)s.n_group) { group_score.assign(s.n_group, 0.f); eligible.assign(s.n_group, 0); }
+    if (best_value.size() < (size_t)s.top_k) { best_value.assign(s.top_k, 0.f); best_index.assign(s.top_k, 0); }
+  }
+};
+
+// Top-2 sum of a group's biased scores (HF: topk(2).values.sum(-1)), in float32.
+inline float group_top2_sum(const float* c, int64_t n) {
+#ifdef OCTET_ROUTER_AVX512
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 hi = ninf, lo = ninf;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __m512 v = _mm512_mask_loadu_ps(ninf, tail_mask(n - i), c + i);
+    lo = _mm512_max_ps(lo, _mm512_min_ps(hi, v));
+    hi = _mm512_max_ps(hi, v);
+  }
+  auto merge = [&](__m512 h2, __m512 l2) {
+    lo = _mm512_max_ps(_mm512_max_ps(lo, l2), _mm512_min_ps(hi, h2));
+    hi = _mm512_max_ps(hi, h2);
+  };
+  merge(_mm512_shuffle_f32x4(hi, hi, _MM_SHUFFLE(1, 0, 3, 2)), _mm512_shuffle_f32x4(lo, lo, _MM_SHUFFLE(1, 0, 3, 2)));
+  merge(_mm512_shuffle_f32x4(hi, hi, _MM_SHUFFLE(2, 3, 0, 1)), _mm512_shuffle_f32x4(lo, lo, _MM_SHUFFLE(2, 3, 0, 1)));
+  merge(_mm512_permute_ps(hi, _MM_SHUFFLE(1, 0, 3, 2)), _mm512_permute_ps(lo, _MM_SHUFFLE(1, 0, 3, 2)));
+  merge(_mm512_permute_ps(hi, _MM_SHUFFLE(2, 3, 0, 1)), _mm512_permute_ps(lo, _MM_SHUFFLE(2, 3, 0, 1)));
+  const float first = _mm512_cvtss_f32(hi), second = _mm512_cvtss_f32(lo);
+#else
+  float first = -std::numeric_limits<float>::infinity(), second = first;
+  for (int64_t i = 0; i < n; i++) {
+    const float v = c[i];
+    if (v > first) { second = first; first = v; } else if (v > second) { second = v; }
+  }
+#endif
+  // Only the sign of a zero sum can depend on which of equal values were taken, and the group scores are
+  // only compared, so the selection is the same as route.ts's.
+  return first + second;
+}
+
+// Inserts (c, e) into the sorted list of the top_k best (route.ts selectExperts' insertion).
+inline void insert_best(float* bv, int32_t* bi, int64_t K, float c, int32_t e) {
+  int64_t j = K - 1;
+  while (j > 0 && bv[j - 1] < c) {
+    bv[j] = bv[j - 1];
+    bi[j] = bi[j - 1];
+    j--;
+  }
+  bv[j] = c;
+  bi[j] = e;
+}
+
+int64_t route_range(const float* logits, const RouteShape& s, const float* bias, int32_t* indices, float* weights,
+                    float* scores, int64_t t0, int64_t t1, Scratch& sc) {
+  const int64_t E = s.experts, K = s.top_k, G = s.n_group, gs = E / G;
+  const bool limits = G > 1 && s.topk_group < G;
+  const float scaling = (float)s.routed_scaling_factor;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  float* choice = sc.choice.data();
+  float* gscore = sc.group_score.data();
+  uint8_t* eligible = sc.eligible.data();
+  float* bv = sc.best_value.data();
+  int32_t* bi = sc.best_index.data();
+  for (int64_t t = t0; t < t1; t++) {
+    const float* z = logits + t * E;
+    float* sr = scores ? scores + t * E : sc.srow.data();
+    // 1. s = sigmoid(z), choice = f32(s + bias)
+#ifdef OCTET_ROUTER_AVX512
+    for (int64_t e = 0; e < E; e += 16) {
+      const __mmask16 m = tail_mask(E - e);
+      const __m512 zf = _mm512_maskz_loadu_ps(m, z + e);
+      const __mmask16 nan = _mm512_mask_cmp_ps_mask(m, zf, zf, _CMP_UNORD_Q);
+      if (nan) return t * E + e + __builtin_ctz((unsigned)nan);
+      const __m512 sv = sigmoid16(zf);
+      _mm512_mask_storeu_ps(sr + e, m, sv);
+      _mm512_storeu_ps(choice + e, _mm512_add_ps(sv, _mm512_maskz_loadu_ps(m, bias + e)));
+    }
+#else
+    for (int64_t e = 0; e < E; e++) {
+      if (std::isnan(z[e])) return t * E + e;
+      const float v = sigmoid_f32(z[e]);
+      sr[e] = v;
+      choice[e] = v + bias[e];
+    }
+#endif
+    // 2. group scores and the topk_group best groups (ties: lower group index)
+    if (limits) {
+      for (int64_t g = 0; g < G; g++) gscore[g] = group_top2_sum(choice + g * gs, gs);
+      std::memset(eligible, 0, (size_t)G);
+      for (int64_t picked = 0; picked < s.topk_group; picked++) {
+        int64_t best = -1;
+        float best_score = ninf;
+        for (int64_t g = 0; g < G; g++) {
+          if (eligible[g] == 0 && (gscore[g] > best_score || best < 0)) {
+            best = g;
+            best_score = gscore[g];
+          }
+        }
+        eligible[best] = 1;
+      }
+    }
+    // 3. top_k experts of the eligible groups, in index order (strict > keeps the lower index on ties).
+    //    choice is always finite (s in [0, 1], bias finite), so -inf sentinels stand for "not filled yet".
+    for (int64_t k = 0; k < K; k++) { bv[k] = ninf; bi[k] = -1; }
+    for (int64_t g = 0; g < G; g++) {
+      if (limits && eligible[g] == 0) continue;
+      const int64_t start = g * gs, end = start + gs;
+#ifdef OCTET_ROUTER_AVX512
+      for (int64_t e = start; e < end; e += 16) {
+        const __mmask16 m = tail_mask(end - e);
+        const __m512 v = _mm512_maskz_loadu_ps(m, choice + e);
+        unsigned bits = _mm512_mask_cmp_ps_mask(m, v, _mm512_set1_ps(bv[K - 1]), _CMP_GT_OQ);
+        while (bits) {
+          const int i = __builtin_ctz(bits);
+          bits &= bits - 1;
+          const float c = choice[e + i];
+          if (c > bv[K - 1]) insert_best(bv, bi, K, c, (int32_t)(e + i));
+        }
+      }
+#else
+      for (int64_t e = start; e < end; e++) {
+        const float c = choice[e];
+        if (c > bv[K - 1]) insert_best(bv, bi, K, c, (int32_t)e);
+      }
+#endif
+    }
+    // 4. weights (route.ts writeWeights)
+    int32_t* oi = indices + t * K;
+    float* ow = weights + t * K;
+    float sum = 0.f;
+    for (int64_t k = 0; k < K; k++) {
+      oi[k] = bi[k];
+      const float w = sr[bi[k]];
+      ow[k] = w;
+      sum = sum + w;
+    }
+    const float denominator = s.norm_topk_prob ? (float)((double)sum + 1e-20) : 1.f;
+    for (int64_t k = 0; k < K; k++) {
+      float w = ow[k];
+      if (s.norm_topk_prob) w = w / denominator;
+      ow[k] = w * scaling;
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+void set_fraction_powers(const double* table32) { std::memcpy(g_frac, table32, sizeof(g_frac)); }
+
+float sigmoid_f32(float zf) {
+  const double z = zf;
+  if (z != z) return zf;
+  if (z > kSaturateHigh) return 1.f;
+  if (z < kSaturateLow) return 0.f;
+  const double x = -z;
+  const double k = js_round(x * kInvStep);
+  const double r = x - k * kStepHi - k * kStepLo;
+  const double p = 1 + r * (1 + r * (0.5 + r * (kC6 + r * (kC24 + r * kC120))));
+  const int ki = (int)k;
+  const double e = std::ldexp(g_frac[ki & 31], ki >> 5) * p;
+  return (float)(1 / (1 + e));
+}
+
+int64_t route_sigmoid(const float* logits, const RouteShape& shape, const float* bias, int32_t* indices,
+                      float* weights, float* scores) {
+  const int64_t T = shape.tokens;
+  Pool& p = pool();
+  // Chunks of whole tokens, a few per thread (dynamic scheduling evens out a busy core); small batches inline.
+  int64_t chunk = (T + (int64_t)p.threads() * 8 - 1) / ((int64_t)p.threads() * 8);
+  if (chunk < 64) chunk = 64;
+  const int tasks = (int)((T + chunk - 1) / chunk);
+  std::vector<int64_t> first_nan((size_t)tasks, -1);
+  p.run(tasks, [&](int task) {
+    ExactFpGuard guard;
+    thread_local Scratch sc;
+    sc.size(shape);
+    const int64_t t0 = task * chunk, t1 = t0 + chunk < T ? t0 + chunk : T;
+    first_nan[(size_t)task] = route_range(logits, shape, bias, indices, weights, scores, t0, t1, sc);
+  });
+  for (int64_t f : first_nan)
+    if (f >= 0) return f;  // tasks cover increasing token ranges, so the first reported is the smallest
+  return -1;
+}
+
+}  // namespace octet_router
