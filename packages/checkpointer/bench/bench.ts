@@ -70,6 +70,14 @@ async function plainRead(dir: string): Promise<number> {
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(base, "octet-ckpt-bench-"));
+  try {
+    await run(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function run(dir: string): Promise<void> {
   const nTensors = Math.max(SHARDS, Math.round(TOTAL / TENSOR));
   const perShard = Math.ceil(nTensors / SHARDS);
   const tensorBytes = Math.floor(TOTAL / nTensors);
@@ -96,6 +104,7 @@ async function main(): Promise<void> {
     // Alternate which goes first, so that neither always gets the warmer disk.
     const order = r % 2 === 0 ? ["plain", "ckpt"] : ["ckpt", "plain"];
     for (const which of order) {
+      // Fresh files for both (the checkpoint writes new files too; truncating old ones would cost the baseline).
       settle();
       if (which === "plain") rows.plainW.push(await plainWrite(dir, data, perShard));
       else {
@@ -115,6 +124,9 @@ async function main(): Promise<void> {
       }
     }
     await store.delete("bench", step);
+    // Fresh files for the next plain write too, deleted at the same point as the checkpoint (truncating old files
+    // inside the timed write, or deleting them just before it, would charge the baseline for the deletion).
+    await Promise.all(Array.from({ length: SHARDS }, (_, s) => rm(join(dir, `plain-${s}.bin`), { force: true })));
     // Trainer-visible: save with copy (the trainer may reuse its buffers once staged) → staged, → durable.
     settle();
     const t0 = performance.now();
