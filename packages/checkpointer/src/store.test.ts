@@ -197,8 +197,11 @@ test("importSafetensors: from a path and from bytes; the file's metadata is kept
     await (await store.importSafetensors("imp", 3, file, { source: "hf" })).durable;
     const l = await store.load("imp", 3);
     assert.deepEqual(l.metadata, { source: "hf", "safetensors.metadata": '{"format":"pt","note":"hi"}' });
-    assert.deepEqual(Buffer.from(l.tensors[1].data), Buffer.from(new BigInt64Array([-1n, 5n]).buffer));
-    assert.equal(Buffer.from(l.tensors[1].data).readBigInt64LE(0), -1n);
+    const b = l.tensors.find((t) => t.name === "b")!;
+    assert.deepEqual(Buffer.from(b.data), Buffer.from(new BigInt64Array([-1n, 5n]).buffer));
+    assert.equal(Buffer.from(b.data).readBigInt64LE(0), -1n);
+    // Stored widest dtype first (aligned), so I64 "b" precedes F32 "a" in the shard.
+    assert.deepEqual(l.tensors.map((t) => t.name), ["b", "a"]);
     await (await store.importSafetensors("imp", 4, serialize(tensors))).durable;
     assert.equal((await store.load("imp", 4)).tensors.length, 2);
     await assert.rejects(store.importSafetensors("imp", 5, Buffer.from("garbage!garbage!")), RangeError);
