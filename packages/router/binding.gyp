@@ -8,8 +8,8 @@
       "sources": ["native/addon.cc", "native/pool.cc", "native/route.cc"],
       "cflags!": ["-fno-exceptions", "-O2", "-O0"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17", "-O2", "-O0"],
-      "cflags": ["-O3", "-march=<(octet_arch)", "-fno-fast-math", "-ffp-contract=off", "-pthread", "-Wno-maybe-uninitialized"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-march=<(octet_arch)", "-fno-fast-math", "-ffp-contract=off", "-pthread", "-Wno-maybe-uninitialized"],
+      "cflags": ["-O3", "-march=<(octet_arch)", "-fno-fast-math", "-ffp-contract=off", "-pthread", "-Wno-maybe-uninitialized", "-Wno-uninitialized"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-march=<(octet_arch)", "-fno-fast-math", "-ffp-contract=off", "-pthread", "-Wno-maybe-uninitialized", "-Wno-uninitialized"],
       "ldflags": ["-pthread"],
       "defines": ["OCTET_BUILD_FLAGS=\"-O3 -march=<(octet_arch) -ffp-contract=off (no -ffast-math)\""],
       "xcode_settings": {

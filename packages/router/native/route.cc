@@ -71,10 +71,12 @@ inline __m256 sigmoid8(__m512d z) {
   const __m512d f = _mm512_mask_blend_pd(_mm512_test_epi64_mask(j, _mm512_set1_epi64(16)), f_lo, f_hi);
   // OCTAVE_POWERS[k>>5] * FRACTION_POWERS[k&31] is exact (a power of two in range), as is scalef.
   const __m512d e = _mm512_mul_pd(_mm512_scalef_pd(f, octave), p);
-  __m512d s = _mm512_div_pd(one, _mm512_add_pd(one, e));
-  s = _mm512_mask_mov_pd(s, _mm512_cmp_pd_mask(z, _mm512_set1_pd(kSaturateHigh), _CMP_GT_OQ), one);
-  s = _mm512_mask_mov_pd(s, _mm512_cmp_pd_mask(z, _mm512_set1_pd(kSaturateLow), _CMP_LT_OQ), _mm512_setzero_pd());
-  return _mm512_cvtpd_ps(s);
+  // (An rcp14 + Newton reciprocal with a rounding-boundary check was tried: slower on this machine, the
+  // divider runs in parallel with the other ~40 operations per vector.)
+  __m256 q = _mm512_cvtpd_ps(_mm512_div_pd(one, _mm512_add_pd(one, e)));
+  q = _mm256_mask_mov_ps(q, _mm512_cmp_pd_mask(z, _mm512_set1_pd(kSaturateHigh), _CMP_GT_OQ), _mm256_set1_ps(1.f));
+  q = _mm256_mask_mov_ps(q, _mm512_cmp_pd_mask(z, _mm512_set1_pd(kSaturateLow), _CMP_LT_OQ), _mm256_setzero_ps());
+  return q;
 }
 
 inline __m512 sigmoid16(__m512 zf) {
@@ -87,19 +89,19 @@ inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF
 #endif
 
 struct Scratch {
-  std::vector<float> choice, srow, group_score, best_value;
+  std::vector<float> choice, srow, group_score, group_second, best_value;
   std::vector<int32_t> best_index;
   std::vector<uint8_t> eligible;
   void size(const RouteShape& s) {
     const size_t padded = (size_t)((s.experts + 15) / 16 * 16);
     if (choice.size() < padded) { choice.assign(padded, 0.f); srow.assign(padded, 0.f); }
-    if (group_score.size() < (size_t)s.n_group) { group_score.assign(s.n_group, 0.f); eligible.assign(s.n_group, 0); }
+    if (group_score.size() < (size_t)s.n_group) { group_score.assign(s.n_group, 0.f); group_second.assign(s.n_group, 0.f); eligible.assign(s.n_group, 0); }
     if (best_value.size() < (size_t)s.top_k) { best_value.assign(s.top_k, 0.f); best_index.assign(s.top_k, 0); }
   }
 };
 
-// Top-2 sum of a group's biased scores (HF: topk(2).values.sum(-1)), in float32.
-inline float group_top2_sum(const float* c, int64_t n) {
+// Top-2 of a group's biased scores (HF: topk(2).values; their float32 sum is the group score).
+inline void group_top2(const float* c, int64_t n, float* first_out, float* second_out) {
 #ifdef OCTET_ROUTER_AVX512
   const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __m512 hi = ninf, lo = ninf;
@@ -124,10 +126,62 @@ inline float group_top2_sum(const float* c, int64_t n) {
     if (v > first) { second = first; first = v; } else if (v > second) { second = v; }
   }
 #endif
-  // Only the sign of a zero sum can depend on which of equal values were taken, and the group scores are
-  // only compared, so the selection is the same as route.ts's.
-  return first + second;
+  *first_out = first;
+  *second_out = second;
 }
+
+#ifdef OCTET_ROUTER_AVX512
+struct Top2 { __m512 hi, lo; };
+// Top-2 of the union of two per-lane top-2 lists.
+inline Top2 merge2(Top2 a, Top2 b) {
+  return {_mm512_max_ps(a.hi, b.hi), _mm512_max_ps(_mm512_max_ps(a.lo, b.lo), _mm512_min_ps(a.hi, b.hi))};
+}
+// All groups' top-2 at once (groups of a multiple of 16 experts, at most 8 groups, missing ones -inf): the
+// per-lane lists are reduced in a tree that packs two groups per vector at each level, 8 merges in all
+// instead of 4 cross-lane merges per group. Writes each group's score (first + second) and second.
+inline void groups_top2_tree(const float* choice, int64_t G, int64_t gs, float* gscore, float* gsecond) {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  Top2 t[8];
+  for (int64_t g = 0; g < 8; g++) {
+    t[g] = {ninf, ninf};
+    if (g >= G) continue;
+    const float* c = choice + g * gs;
+    for (int64_t i = 0; i < gs; i += 16) {
+      const __m512 v = _mm512_loadu_ps(c + i);
+      t[g].lo = _mm512_max_ps(t[g].lo, _mm512_min_ps(t[g].hi, v));
+      t[g].hi = _mm512_max_ps(t[g].hi, v);
+    }
+  }
+  // level 1: (g, g+1) -> 8 lanes each: lanes 0-7 group g, 8-15 group g+1
+  Top2 l1[4];
+  for (int i = 0; i < 4; i++) {
+    const Top2 a = t[2 * i], b = t[2 * i + 1];
+    l1[i] = merge2({_mm512_shuffle_f32x4(a.hi, b.hi, 0x44), _mm512_shuffle_f32x4(a.lo, b.lo, 0x44)},
+                   {_mm512_shuffle_f32x4(a.hi, b.hi, 0xEE), _mm512_shuffle_f32x4(a.lo, b.lo, 0xEE)});
+  }
+  // level 2: 128-bit quarter q holds group 4i+q (4 lanes)
+  Top2 l2[2];
+  for (int i = 0; i < 2; i++) {
+    const Top2 a = l1[2 * i], b = l1[2 * i + 1];
+    l2[i] = merge2({_mm512_shuffle_f32x4(a.hi, b.hi, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(a.lo, b.lo, _MM_SHUFFLE(2, 0, 2, 0))},
+                   {_mm512_shuffle_f32x4(a.hi, b.hi, _MM_SHUFFLE(3, 1, 3, 1)), _mm512_shuffle_f32x4(a.lo, b.lo, _MM_SHUFFLE(3, 1, 3, 1))});
+  }
+  // level 3: quarter q, lanes 0-1 group q, lanes 2-3 group q+4
+  const Top2 a = l2[0], b = l2[1];
+  Top2 l3 = merge2({_mm512_shuffle_ps(a.hi, b.hi, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(a.lo, b.lo, _MM_SHUFFLE(1, 0, 1, 0))},
+                   {_mm512_shuffle_ps(a.hi, b.hi, _MM_SHUFFLE(3, 2, 3, 2)), _mm512_shuffle_ps(a.lo, b.lo, _MM_SHUFFLE(3, 2, 3, 2))});
+  // level 4: lane 4q holds group q, lane 4q+2 group q+4
+  l3 = merge2(l3, {_mm512_permute_ps(l3.hi, _MM_SHUFFLE(2, 3, 0, 1)), _mm512_permute_ps(l3.lo, _MM_SHUFFLE(2, 3, 0, 1))});
+  alignas(64) float hi[16], lo[16];
+  _mm512_store_ps(hi, l3.hi);
+  _mm512_store_ps(lo, l3.lo);
+  for (int64_t g = 0; g < G; g++) {
+    const int lane = (int)(g % 4) * 4 + (int)(g / 4) * 2;
+    gsecond[g] = lo[lane];
+    gscore[g] = hi[lane] + lo[lane];
+  }
+}
+#endif
 
 // Inserts (c, e) into the sorted list of the top_k best (route.ts selectExperts' insertion).
 inline void insert_best(float* bv, int32_t* bi, int64_t K, float c, int32_t e) {
@@ -149,6 +203,7 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
   const float ninf = -std::numeric_limits<float>::infinity();
   float* choice = sc.choice.data();
   float* gscore = sc.group_score.data();
+  float* gsecond = sc.group_second.data();
   uint8_t* eligible = sc.eligible.data();
   float* bv = sc.best_value.data();
   int32_t* bi = sc.best_index.data();
@@ -176,7 +231,18 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
 #endif
     // 2. group scores and the topk_group best groups (ties: lower group index)
     if (limits) {
-      for (int64_t g = 0; g < G; g++) gscore[g] = group_top2_sum(choice + g * gs, gs);
+      // Only the sign of a zero sum can depend on which of equal values were taken, and the group scores
+      // are only compared, so the group selection is route.ts's.
+#ifdef OCTET_ROUTER_AVX512
+      if (gs % 16 == 0 && G <= 8) {
+        groups_top2_tree(choice, G, gs, gscore, gsecond);
+      } else
+#endif
+      for (int64_t g = 0; g < G; g++) {
+        float first;
+        group_top2(choice + g * gs, gs, &first, &gsecond[g]);
+        gscore[g] = first + gsecond[g];
+      }
       std::memset(eligible, 0, (size_t)G);
       for (int64_t picked = 0; picked < s.topk_group; picked++) {
         int64_t best = -1;
@@ -193,14 +259,26 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
     // 3. top_k experts of the eligible groups, in index order (strict > keeps the lower index on ties).
     //    choice is always finite (s in [0, 1], bias finite), so -inf sentinels stand for "not filled yet".
     for (int64_t k = 0; k < K; k++) { bv[k] = ninf; bi[k] = -1; }
+    // Pre-filter: the two best of each eligible group are actual candidates, so when there are at least K
+    // of them, the smallest of those (the second bests' minimum) is <= the K-th best value, and every
+    // candidate below it can be skipped. Candidates equal to it are kept (ties are decided by index), and
+    // the insertion below sees the kept ones in index order, so it returns the same list as without the
+    // filter (the top-K of a superset of the top-K is the top-K).
+    float floor_value = ninf;
+    if (limits && 2 * s.topk_group >= K) {
+      floor_value = std::numeric_limits<float>::infinity();
+      for (int64_t g = 0; g < G; g++)
+        if (eligible[g] && gsecond[g] < floor_value) floor_value = gsecond[g];
+    }
     for (int64_t g = 0; g < G; g++) {
       if (limits && eligible[g] == 0) continue;
       const int64_t start = g * gs, end = start + gs;
 #ifdef OCTET_ROUTER_AVX512
+      const __m512 floor_v = _mm512_set1_ps(floor_value);
       for (int64_t e = start; e < end; e += 16) {
         const __mmask16 m = tail_mask(end - e);
         const __m512 v = _mm512_maskz_loadu_ps(m, choice + e);
-        unsigned bits = _mm512_mask_cmp_ps_mask(m, v, _mm512_set1_ps(bv[K - 1]), _CMP_GT_OQ);
+        unsigned bits = _mm512_mask_cmp_ps_mask(m, v, _mm512_max_ps(floor_v, _mm512_set1_ps(bv[K - 1])), _CMP_GE_OQ);
         while (bits) {
           const int i = __builtin_ctz(bits);
           bits &= bits - 1;
@@ -211,7 +289,7 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
 #else
       for (int64_t e = start; e < end; e++) {
         const float c = choice[e];
-        if (c > bv[K - 1]) insert_best(bv, bi, K, c, (int32_t)e);
+        if (c >= floor_value && c > bv[K - 1]) insert_best(bv, bi, K, c, (int32_t)e);
       }
 #endif
     }
