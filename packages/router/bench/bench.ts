@@ -1,8 +1,9 @@
 // npm run bench -w @octet/router
 // 1. Routing throughput (tokens/s) at DeepSeek-V3's gate shape: 256 experts, topK 8, 8 groups,
-//    topkGroup 4, on 65536 tokens — the fast path against the naive baseline (the literal HF
-//    transcription: same sigmoid, mask-fill, then a full sort per token),
-//    measured in the same run. The baseline runs on a slice of the tokens (it is slow); both are
+//    topkGroup 4, on 65536 tokens — routeTokens on the native kernel (native/route.cc, when built) and
+//    on its TypeScript path (the specification), against the naive baseline (the literal HF
+//    transcription: same sigmoid, mask-fill, then a full sort per token), all in the same run, medians
+//    of BENCH_REPEATS repetitions. The baseline runs on a slice of the tokens (it is slow); all are
 //    reported per token.
 // 2. Time to plan a placement for 256 experts on 8 nodes × 8 GPUs (64 redundant slots).
 // Writes bench/results.json and bench/results.md.
@@ -13,6 +14,7 @@ import { routeTokens, type RouteOptions, type RouteResult } from "../src/route.j
 import { routeTokensReference } from "../src/route-reference.js";
 import { planPlacement } from "../src/placement.js";
 import { randomLogits, seededRandom } from "../src/testing/random.js";
+import { nativeRouteKernel, nativeUnavailableReason, setRouterBackend } from "../src/native.js";
 
 const tokens = 65536;
 const experts = 256;
@@ -41,21 +43,51 @@ const bias = Float32Array.from({ length: experts }, () => (random() - 0.5) * 0.2
 const options = (t: number): RouteOptions => ({ tokens: t, experts, topK, nGroup: 8, topkGroup: 4, bias, normTopkProb: true, routedScalingFactor: 2.5 });
 const out: RouteResult = { indices: new Int32Array(tokens * topK), weights: new Float32Array(tokens * topK), scores: new Float32Array(tokens * experts) };
 
-console.log(`path: pure TypeScript (no native or WASM kernel); node ${process.version}; ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}`);
-time(() => routeTokens(logits, options(tokens), out), 2); // warm-up
-const fastMs = median(time(() => routeTokens(logits, options(tokens), out), repeats));
+const kernel = nativeRouteKernel();
+const info = kernel?.info();
+const cpu = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}`;
+const path = info ? `native (${info.isa}; ${info.flags}; ${info.threads} threads; ${info.compiler})` : `TypeScript (native kernel unavailable: ${nativeUnavailableReason()})`;
+console.log(`path: ${path}; node ${process.version}; ${cpu}`);
+
+const same = (a: Float32Array | Int32Array, b: Float32Array | Int32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+let nativeMs: number | null = null;
+let nativeNoScoresMs: number | null = null;
+if (kernel) {
+  time(() => routeTokens(logits, options(tokens), out), 3); // warm-up (pool threads, pages of out)
+  nativeMs = median(time(() => routeTokens(logits, options(tokens), out), repeats * 2));
+  // The kernel alone without the 64 MB scores store (routeTokens always returns scores).
+  nativeNoScoresMs = median(time(() => kernel.routeSigmoid(logits, tokens, experts, topK, 8, 4, bias, true, 2.5, out.indices, out.weights, null), repeats * 2));
+}
+setRouterBackend("typescript");
+time(() => routeTokens(logits, options(tokens), out), 1); // warm-up
+const tsMs = median(time(() => routeTokens(logits, options(tokens), out), repeats));
+const tsOut = routeTokens(logits, options(tokens));
+setRouterBackend("native");
+const nativeOut = kernel ? routeTokens(logits, options(tokens)) : null;
+const nativeIdentical = nativeOut ? same(nativeOut.indices, tsOut.indices) && same(nativeOut.weights, tsOut.weights) && same(nativeOut.scores, tsOut.scores) : null;
+const fastMs = nativeMs ?? tsMs;
 const baselineLogits = logits.subarray(0, baselineTokens * experts);
 time(() => routeTokensReference(baselineLogits, options(baselineTokens)), 1);
 const baselineMs = median(time(() => routeTokensReference(baselineLogits, options(baselineTokens)), Math.max(3, Math.floor(repeats / 2))));
-const fastTokensPerSecond = tokens / (fastMs / 1000);
-const baselineTokensPerSecond = baselineTokens / (baselineMs / 1000);
-// Both produce the same routing (checked here too, on the baseline's slice).
+const perSecond = (ms: number, t = tokens) => t / (ms / 1000);
+const fastTokensPerSecond = perSecond(fastMs);
+const tsTokensPerSecond = perSecond(tsMs);
+const nativeTokensPerSecond = nativeMs === null ? null : perSecond(nativeMs);
+const nativeNoScoresTokensPerSecond = nativeNoScoresMs === null ? null : perSecond(nativeNoScoresMs);
+const baselineTokensPerSecond = perSecond(baselineMs, baselineTokens);
+// routeTokens (whichever path) and the baseline produce the same routing (checked here too, on the baseline's slice).
 const check = routeTokens(baselineLogits, options(baselineTokens));
 const reference = routeTokensReference(baselineLogits, options(baselineTokens));
-const identical = check.indices.every((v, i) => v === reference.indices[i]) && check.weights.every((v, i) => v === reference.weights[i]);
-console.log(`routing ${tokens} tokens: ${fastMs.toFixed(1)} ms → ${(fastTokensPerSecond / 1e6).toFixed(3)} M tokens/s (${((fastMs * 1e6) / (tokens * experts)).toFixed(1)} ns per token-expert pair)`);
-console.log(`baseline (full sort per token) on ${baselineTokens} tokens: ${(baselineTokensPerSecond / 1e6).toFixed(3)} M tokens/s`);
-console.log(`ratio fast / baseline: ${(fastTokensPerSecond / baselineTokensPerSecond).toFixed(1)}×; identical output: ${identical}`);
+const identical = same(check.indices, reference.indices) && same(check.weights, reference.weights);
+const mtok = (v: number) => `${(v / 1e6).toFixed(3)} M tokens/s`;
+if (nativeMs !== null && nativeTokensPerSecond !== null && nativeNoScoresMs !== null && nativeNoScoresTokensPerSecond !== null) {
+  console.log(`native routing ${tokens} tokens: ${nativeMs.toFixed(1)} ms → ${mtok(nativeTokensPerSecond)} (${((nativeMs * 1e6) / (tokens * experts)).toFixed(2)} ns per token-expert pair; ${info!.threads} threads)`);
+  console.log(`native kernel without the scores output: ${nativeNoScoresMs.toFixed(1)} ms → ${mtok(nativeNoScoresTokensPerSecond)}`);
+}
+console.log(`TypeScript routing ${tokens} tokens: ${tsMs.toFixed(1)} ms → ${mtok(tsTokensPerSecond)} (${((tsMs * 1e6) / (tokens * experts)).toFixed(1)} ns per token-expert pair)`);
+if (nativeTokensPerSecond !== null) console.log(`ratio native / TypeScript: ${(nativeTokensPerSecond / tsTokensPerSecond).toFixed(1)}×; bit-identical (indices, weights, scores): ${nativeIdentical}`);
+console.log(`baseline (full sort per token) on ${baselineTokens} tokens: ${mtok(baselineTokensPerSecond)}`);
+console.log(`ratio routeTokens / baseline: ${(fastTokensPerSecond / baselineTokensPerSecond).toFixed(1)}× (TypeScript path: ${(tsTokensPerSecond / baselineTokensPerSecond).toFixed(1)}×); identical output: ${identical}`);
 
 const loads = Array.from({ length: experts }, (_, i) => Math.round(100000 / Math.pow(((i * 37) % experts) + 1, 1.1)));
 const placementOptions = { loads, numGroups: 8, numNodes: 8, gpusPerNode: 8, redundantExperts: 64 };
@@ -67,10 +99,20 @@ console.log(`placement 256 experts (+64 replicas) on 8 nodes × 8 GPUs: ${placem
 const results = {
   date: new Date().toISOString(),
   node: process.version,
-  cpu: `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}`,
-  path: "pure TypeScript",
+  cpu,
+  path,
+  native: info ?? null,
+  repeats,
   routing: {
     shape: { tokens, experts, topK, nGroup: 8, topkGroup: 4 },
+    nativeMs,
+    nativeTokensPerSecond,
+    nativeNoScoresMs,
+    nativeNoScoresTokensPerSecond,
+    typescriptMs: tsMs,
+    typescriptTokensPerSecond: tsTokensPerSecond,
+    ratioNativeToTypescript: nativeTokensPerSecond === null ? null : nativeTokensPerSecond / tsTokensPerSecond,
+    nativeBitIdenticalToTypescript: nativeIdentical,
     fastMs,
     fastTokensPerSecond,
     baseline: "routeTokensReference (literal HF transcription, full sort per token)",
@@ -83,13 +125,18 @@ const results = {
 };
 const dir = fileURLToPath(new URL(".", import.meta.url));
 writeFileSync(`${dir}results.json`, JSON.stringify(results, null, 2) + "\n");
+const row = (label: string, v: number | null, ms: number | null) => (v === null || ms === null ? "" : `| ${label} | ${mtok(v)} (${ms.toFixed(1)} ms) |\n`);
 writeFileSync(
   `${dir}results.md`,
   `# @octet/router benchmark (latest run)\n\n` +
-    `${results.date}, node ${results.node}, ${results.cpu}, ${results.path}.\n\n` +
+    `${results.date}, node ${results.node}, ${results.cpu}; path: ${results.path}. Medians of ${repeats}+ repetitions.\n\n` +
+    `Routing: 65536 tokens × 256 experts, topK 8, 8 groups, topkGroup 4.\n\n` +
     `| measurement | value |\n|---|---|\n` +
-    `| routing, 65536 tokens × 256 experts, topK 8, 8 groups, topkGroup 4 | ${(fastTokensPerSecond / 1e6).toFixed(3)} M tokens/s (${fastMs.toFixed(1)} ms) |\n` +
-    `| baseline (full sort per token), same run | ${(baselineTokensPerSecond / 1e6).toFixed(3)} M tokens/s |\n` +
-    `| ratio fast / baseline | ${(fastTokensPerSecond / baselineTokensPerSecond).toFixed(1)}× (identical output: ${identical}) |\n` +
+    row("routeTokens, native kernel (scores included)", nativeTokensPerSecond, nativeMs) +
+    row("native kernel without the scores output", nativeNoScoresTokensPerSecond, nativeNoScoresMs) +
+    row("routeTokens, TypeScript path", tsTokensPerSecond, tsMs) +
+    (nativeTokensPerSecond === null ? "" : `| ratio native / TypeScript | ${(nativeTokensPerSecond / tsTokensPerSecond).toFixed(1)}× (bit-identical: ${nativeIdentical}) |\n`) +
+    `| baseline (full sort per token), same run | ${mtok(baselineTokensPerSecond)} |\n` +
+    `| ratio routeTokens / baseline | ${(fastTokensPerSecond / baselineTokensPerSecond).toFixed(1)}× (identical output: ${identical}) |\n` +
     `| placement, 256 experts + 64 replicas on 8 × 8 GPUs | ${placementMs.toFixed(3)} ms (balance ${placement.balanceBefore.toFixed(3)} → ${placement.balanceAfter.toFixed(3)}) |\n`,
 );
