@@ -195,6 +195,53 @@ inline void insert_best(float* bv, int32_t* bi, int64_t K, float c, int32_t e) {
   bi[j] = e;
 }
 
+#ifdef OCTET_ROUTER_AVX512
+// The sorted list of the K <= 16 best (value, index), best first, in one vector each: insert_best without
+// branches. Lanes at and beyond K hold the overflow (still sorted), so "values below c" is a suffix.
+struct TopList {
+  __m512 value = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512i index = _mm512_set1_epi32(-1);
+  const __m512i shift = _mm512_set_epi32(14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0);
+  const __m512i last;
+  float threshold = -std::numeric_limits<float>::infinity();  // the K-th best so far
+  explicit TopList(int64_t K) : last(_mm512_set1_epi32((int)K - 1)) {}
+  void insert(float c, int32_t e) {
+    const __m512 cv = _mm512_set1_ps(c);
+    const __mmask16 below = _mm512_cmp_ps_mask(value, cv, _CMP_LT_OQ);  // after every value >= c: ties keep the lower index first
+    const __mmask16 at = below & (__mmask16)(-(int)below);
+    value = _mm512_mask_mov_ps(value, below, _mm512_permutexvar_ps(shift, value));
+    index = _mm512_mask_mov_epi32(index, below, _mm512_permutexvar_epi32(shift, index));
+    value = _mm512_mask_mov_ps(value, at, cv);
+    index = _mm512_mask_mov_epi32(index, at, _mm512_set1_epi32(e));
+    threshold = _mm512_cvtss_f32(_mm512_permutexvar_ps(last, value));
+  }
+  void store(float* bv, int32_t* bi, int64_t K) const {
+    alignas(64) float v[16];
+    alignas(64) int32_t i[16];
+    _mm512_store_ps(v, value);
+    _mm512_store_si512(i, index);
+    std::memcpy(bv, v, sizeof(float) * (size_t)K);
+    std::memcpy(bi, i, sizeof(int32_t) * (size_t)K);
+  }
+};
+
+// Candidates of one group in index order, pre-filtered by floor_value and the current K-th best.
+inline void select_group_vector(const float* choice, int64_t start, int64_t end, float floor_value, TopList& top) {
+  const __m512 floor_v = _mm512_set1_ps(floor_value);
+  for (int64_t e = start; e < end; e += 16) {
+    const __mmask16 m = tail_mask(end - e);
+    const __m512 v = _mm512_maskz_loadu_ps(m, choice + e);
+    unsigned bits = _mm512_mask_cmp_ps_mask(m, v, _mm512_max_ps(floor_v, _mm512_set1_ps(top.threshold)), _CMP_GE_OQ);
+    while (bits) {
+      const int i = __builtin_ctz(bits);
+      bits &= bits - 1;
+      const float c = choice[e + i];
+      if (c > top.threshold) top.insert(c, (int32_t)(e + i));
+    }
+  }
+}
+#endif
+
 int64_t route_range(const float* logits, const RouteShape& s, const float* bias, int32_t* indices, float* weights,
                     float* scores, int64_t t0, int64_t t1, Scratch& sc) {
   const int64_t E = s.experts, K = s.top_k, G = s.n_group, gs = E / G;
@@ -243,6 +290,22 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
         group_top2(choice + g * gs, gs, &first, &gsecond[g]);
         gscore[g] = first + gsecond[g];
       }
+#ifdef OCTET_ROUTER_AVX512
+      if (G <= 16) {
+        // route.ts picks the best remaining group topkGroup times (larger score, then lower index; the
+        // scores are never NaN). That is: g is eligible iff fewer than topkGroup groups come before it in
+        // that total order. Branch-free rank count.
+        const __mmask16 gm = tail_mask(G);
+        const __m512 all = _mm512_maskz_loadu_ps(gm, gscore);
+        for (int64_t g = 0; g < G; g++) {
+          const __m512 b = _mm512_set1_ps(gscore[g]);
+          const unsigned before = (unsigned)_mm512_mask_cmp_ps_mask(gm, all, b, _CMP_GT_OQ) |
+                                  ((unsigned)_mm512_mask_cmp_ps_mask(gm, all, b, _CMP_EQ_OQ) & ((1u << g) - 1));
+          eligible[g] = __builtin_popcount(before) < s.topk_group;
+        }
+      } else
+#endif
+      {
       std::memset(eligible, 0, (size_t)G);
       for (int64_t picked = 0; picked < s.topk_group; picked++) {
         int64_t best = -1;
@@ -255,10 +318,14 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
         }
         eligible[best] = 1;
       }
+      }
     }
     // 3. top_k experts of the eligible groups, in index order (strict > keeps the lower index on ties).
     //    choice is always finite (s in [0, 1], bias finite), so -inf sentinels stand for "not filled yet".
     for (int64_t k = 0; k < K; k++) { bv[k] = ninf; bi[k] = -1; }
+#ifdef OCTET_ROUTER_AVX512
+    TopList top(K);
+#endif
     // Pre-filter: the two best of each eligible group are actual candidates, so when there are at least K
     // of them, the smallest of those (the second bests' minimum) is <= the K-th best value, and every
     // candidate below it can be skipped. Candidates equal to it are kept (ties are decided by index), and
@@ -274,6 +341,10 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
       if (limits && eligible[g] == 0) continue;
       const int64_t start = g * gs, end = start + gs;
 #ifdef OCTET_ROUTER_AVX512
+      if (K <= 16) {
+        select_group_vector(choice, start, end, floor_value, top);
+        continue;
+      }
       const __m512 floor_v = _mm512_set1_ps(floor_value);
       for (int64_t e = start; e < end; e += 16) {
         const __mmask16 m = tail_mask(end - e);
@@ -293,6 +364,9 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
       }
 #endif
     }
+#ifdef OCTET_ROUTER_AVX512
+    if (K <= 16) top.store(bv, bi, K);
+#endif
     // 4. weights (route.ts writeWeights)
     int32_t* oi = indices + t * K;
     float* ow = weights + t * K;
