@@ -46,12 +46,10 @@ inline double js_round(double v) {
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define OCTET_ROUTER_AVX512 1
 
-// 8 lanes of sigmoidF32 (z in float64, exactly widened from float32); NaN lanes give garbage (the caller
-// reports them), never an out-of-range table index.
-inline __m256 sigmoid8(__m512d z) {
+// 8 lanes of sigmoidF32 before saturation: x = -z (exactly widened from float32), z already clamped to
+// [-110, 30] (so the table index is always in range).
+inline __m256 sigmoid8_core(__m512d x) {
   const __m512d one = _mm512_set1_pd(1.0);
-  const __m512d zc = _mm512_max_pd(_mm512_min_pd(z, _mm512_set1_pd(kSaturateHigh)), _mm512_set1_pd(kSaturateLow));
-  const __m512d x = _mm512_xor_pd(zc, _mm512_set1_pd(-0.0));
   const __m512d v = _mm512_mul_pd(x, _mm512_set1_pd(kInvStep));
   const __m512d c = _mm512_roundscale_pd(v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
   const __mmask8 down = _mm512_cmp_pd_mask(_mm512_sub_pd(c, _mm512_set1_pd(0.5)), v, _CMP_GT_OQ);
@@ -73,16 +71,22 @@ inline __m256 sigmoid8(__m512d z) {
   const __m512d e = _mm512_mul_pd(_mm512_scalef_pd(f, octave), p);
   // (An rcp14 + Newton reciprocal with a rounding-boundary check was tried: slower on this machine, the
   // divider runs in parallel with the other ~40 operations per vector.)
-  __m256 q = _mm512_cvtpd_ps(_mm512_div_pd(one, _mm512_add_pd(one, e)));
-  q = _mm256_mask_mov_ps(q, _mm512_cmp_pd_mask(z, _mm512_set1_pd(kSaturateHigh), _CMP_GT_OQ), _mm256_set1_ps(1.f));
-  q = _mm256_mask_mov_ps(q, _mm512_cmp_pd_mask(z, _mm512_set1_pd(kSaturateLow), _CMP_LT_OQ), _mm256_setzero_ps());
-  return q;
+  return _mm512_cvtpd_ps(_mm512_div_pd(one, _mm512_add_pd(one, e)));
 }
 
+// 16 lanes of sigmoidF32. The saturation tests and the clamp are done on the float32 values (the same
+// comparisons as on their exact float64 widening); NaN lanes give garbage (the caller reports them).
 inline __m512 sigmoid16(__m512 zf) {
-  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(zf));
-  const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(zf, 1));
-  return _mm512_insertf32x8(_mm512_castps256_ps512(sigmoid8(lo)), sigmoid8(hi), 1);
+  const __mmask16 high = _mm512_cmp_ps_mask(zf, _mm512_set1_ps((float)kSaturateHigh), _CMP_GT_OQ);
+  const __mmask16 low = _mm512_cmp_ps_mask(zf, _mm512_set1_ps((float)kSaturateLow), _CMP_LT_OQ);
+  // min returns its second operand for NaN, so NaN lanes become 30
+  const __m512 zc = _mm512_max_ps(_mm512_min_ps(zf, _mm512_set1_ps((float)kSaturateHigh)), _mm512_set1_ps((float)kSaturateLow));
+  const __m512 x = _mm512_xor_ps(zc, _mm512_set1_ps(-0.0f));
+  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
+  const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1));
+  __m512 s = _mm512_insertf32x8(_mm512_castps256_ps512(sigmoid8_core(lo)), sigmoid8_core(hi), 1);
+  s = _mm512_mask_mov_ps(s, high, _mm512_set1_ps(1.f));
+  return _mm512_mask_mov_ps(s, low, _mm512_setzero_ps());
 }
 
 inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
