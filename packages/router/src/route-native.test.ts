@@ -59,6 +59,11 @@ const CONFIGS = [
   { experts: 16, topK: 2, nGroup: 1, topkGroup: 1 },
   { experts: 32, topK: 8, nGroup: 4, topkGroup: 4 },
   { experts: 12, topK: 3, nGroup: 6, topkGroup: 2 },
+  // the kernel's other branches: topK > 16 (scalar insertion), 3 groups of 32 (padded top-2 tree),
+  // 18 groups (per-group top-2, iterative group selection)
+  { experts: 64, topK: 20, nGroup: 4, topkGroup: 2 },
+  { experts: 96, topK: 6, nGroup: 3, topkGroup: 2 },
+  { experts: 72, topK: 4, nGroup: 18, topkGroup: 5 },
 ];
 
 type LogitKind = "normal" | "coarse" | "saturating" | "wide";
