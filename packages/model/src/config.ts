@@ -164,7 +164,7 @@ export function validateConfig(input: unknown, recipe?: RecipeName): Config {
 
 const tinyModel: ModelConfig = {
   vocabSize: 256,
-  seqLen: 128,
+  seqLen: 64,
   dModel: 128,
   nLayers: 3,
   nDenseLayers: 1,
@@ -189,8 +189,8 @@ const tinyModel: ModelConfig = {
 };
 
 const tinyTrain: TrainConfig = {
-  batchSize: 8,
-  steps: 600,
+  batchSize: 16,
+  steps: 300,
   lr: 3e-3,
   minLr: 3e-4,
   warmupSteps: 30,
@@ -202,8 +202,8 @@ const tinyTrain: TrainConfig = {
   eps: 1e-8,
   gradClip: 1,
   bf16Moments: true,
-  evalEvery: 100,
-  evalBatches: 8,
+  evalEvery: 50,
+  evalBatches: 16,
 };
 
 /** Named presets. `tiny` trains on this 2-core CPU in minutes; `micro` is for tests. */

@@ -25,3 +25,37 @@ export { SwiGLU } from "./layers/ffn.js";
 export { MultiHeadAttention, MultiHeadLatentAttention, type AttentionLayer } from "./layers/attention.js";
 export { MoE } from "./layers/moe.js";
 export { Transformer } from "./model.js";
+export { AdamW, clipGradNorm, learningRate } from "./optim.js";
+export { Trainer, loadDataset, type Dataset, type StepReport, type TrainerOptions } from "./trainer.js";
+export { runTraining, type RunOptions, type RunSummary } from "./run.js";
+export { encodeSafetensors, decodeSafetensors, saveState, loadState, type NamedTensor, type TrainingState, type TensorDtype } from "./state.js";
+// The data module (synthetic corpus, text and llm.c shard loaders, BatchLoader); its generator is DataRng.
+export {
+  Rng as DataRng,
+  type RngState,
+  syntheticCorpus,
+  type SyntheticCorpus,
+  type SyntheticCorpusOptions,
+  loadTextFile,
+  splitTrainVal,
+  encodeBytes,
+  decodeBytes,
+  loadLlmcShard,
+  parseLlmcShard,
+  encodeLlmcShard,
+  writeLlmcShard,
+  loadLlmcDataset,
+  LLMC_MAGIC,
+  LLMC_VERSION,
+  LLMC_HEADER_BYTES,
+  type TokenDataset,
+  type SplitOptions,
+  type LlmcDatasetOptions,
+  BatchLoader,
+  evalBatches,
+  evalWindowCount,
+  type Batch,
+  type BatchLoaderOptions,
+  type BatchLoaderPosition,
+  type EvalBatchOptions,
+} from "./data/index.js";

@@ -17,7 +17,7 @@ export class MoE {
   readonly gate: Parameter; // [E, C]
   readonly shared: SwiGLU | null; // hidden nShared · expertHidden
   readonly experts: SwiGLU[];
-  readonly balancer: AuxFreeBalancer;
+  balancer: AuxFreeBalancer;
   /** Tokens each expert received in the last forward pass (for the bias update and load statistics). */
   lastLoads: Int32Array;
   private saved: { xn: Float32Array; T: number; route: RouteResult; plan: DispatchPlan; expertOut: Float32Array } | null = null;

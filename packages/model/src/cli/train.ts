@@ -1,0 +1,50 @@
+// npm run train -w @octet/model -- --config tiny --recipe fp8 [--steps N] [--seed S] [--out DIR] [--resume]
+// A progress bar on a terminal, JSON lines otherwise; the last line is one JSON summary object.
+
+import { Command } from "commander";
+import cliProgress from "cli-progress";
+import { runTraining } from "../run.js";
+import { checkedConfig, fail, parseIntOption, parseRecipe, printJson, resolveConfig } from "./common.js";
+
+const program = new Command()
+  .name("octet-train")
+  .option("--config <name|file.json>", "preset name or JSON config file", "tiny")
+  .option("--recipe <recipe>", "fp32 | bf16 | fp8 | fp8-delayed", "fp8")
+  .option("--steps <n>", "training steps (overrides the config)", parseIntOption("--steps"))
+  .option("--seed <s>", "seed of the initialization and the batches", parseIntOption("--seed"), 1)
+  .option("--out <dir>", "where metrics.jsonl and state.safetensors go", "runs/train")
+  .option("--resume", "continue from <out>/state.safetensors when present", false)
+  .parse();
+
+const o = program.opts<{ config: string; recipe: string; steps?: number; seed: number; out: string; resume: boolean }>();
+try {
+  const recipe = parseRecipe(o.recipe);
+  const config = checkedConfig(resolveConfig(o.config), recipe, o.steps);
+  const tty = process.stdout.isTTY === true;
+  const bar = tty
+    ? new cliProgress.SingleBar({ format: "step {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {eta_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic)
+    : null;
+  let started = false;
+  let lastVal = "-";
+  const logEvery = Math.max(1, Math.floor(config.train.steps / 50));
+  const summary = runTraining({
+    config, recipe, seed: o.seed, outDir: o.out, resume: o.resume,
+    onStep: (r) => {
+      if (bar) {
+        if (!started) { bar.start(config.train.steps, r.step - 1, { loss: "-", val: lastVal, tps: "-" }); started = true; }
+        bar.update(r.step, { loss: r.loss.toFixed(4), val: lastVal, tps: r.tokensPerSec.toFixed(0) });
+      } else if (r.step % logEvery === 0) {
+        printJson({ type: "step", step: r.step, loss: r.loss, lr: r.lr, tokensPerSec: Math.round(r.tokensPerSec), etaSec: Math.round(r.etaSec) });
+      }
+    },
+    onEval: (step, valLoss) => {
+      lastVal = valLoss.toFixed(4);
+      if (!bar) printJson({ type: "eval", step, valLoss });
+    },
+  });
+  bar?.stop();
+  const { curve: _curve, ...rest } = summary;
+  printJson(rest);
+} catch (err) {
+  fail(err);
+}

@@ -1,0 +1,184 @@
+// The training loop: batches → forward → backward → clip → AdamW → router bias update, with evaluation and
+// exact save/resume. Same seed, config, recipe and data → the same losses bit for bit on the CPU backend;
+// a run resumed from the state saved at step k continues exactly as the uninterrupted run.
+
+import { AuxFreeBalancer } from "@octet/router";
+import type { Backend } from "./backend/backend.js";
+import { CpuBackend } from "./backend/cpu.js";
+import { type Config, type RecipeName, validateConfig } from "./config.js";
+import { BatchLoader, type BatchLoaderPosition, evalBatches, syntheticCorpus } from "./data/index.js";
+import { Transformer } from "./model.js";
+import { AdamW, clipGradNorm, learningRate } from "./optim.js";
+import type { NamedTensor, TrainingState } from "./state.js";
+
+export interface Dataset {
+  name: string;
+  vocabSize: number;
+  train: Uint16Array;
+  val: Uint16Array;
+  /** Loss floor (nats/token) when known. */
+  entropyRate?: number;
+  unigramEntropy?: number;
+  order1Entropy?: number;
+}
+
+export function loadDataset(config: Config): Dataset {
+  const c = syntheticCorpus({ seed: config.data.seed, vocabSize: config.model.vocabSize });
+  return { name: c.name, vocabSize: c.vocabSize, train: c.train, val: c.val, entropyRate: c.entropyRate, unigramEntropy: c.unigramEntropy, order1Entropy: c.order1Entropy };
+}
+
+export interface StepReport {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  ms: number;
+  /** max/mean expert load over the MoE layers this step. */
+  maxLoadRatio: number;
+}
+
+export interface TrainerOptions {
+  config: unknown;
+  recipe: RecipeName;
+  seed: number;
+  backend?: Backend;
+  data?: Dataset;
+}
+
+export class Trainer {
+  readonly config: Config;
+  readonly recipe: RecipeName;
+  readonly seed: number;
+  readonly be: Backend;
+  readonly data: Dataset;
+  readonly model: Transformer;
+  readonly optimizer: AdamW;
+  readonly loader: BatchLoader;
+  step = 0;
+
+  constructor(opts: TrainerOptions) {
+    this.config = validateConfig(opts.config, opts.recipe);
+    this.recipe = opts.recipe;
+    this.seed = opts.seed;
+    this.be = opts.backend ?? new CpuBackend();
+    this.data = opts.data ?? loadDataset(this.config);
+    if (this.data.vocabSize !== this.config.model.vocabSize) {
+      throw new RangeError(`invalid config: model.vocabSize ${this.config.model.vocabSize} differs from the data's vocabulary (${this.data.vocabSize})`);
+    }
+    this.model = new Transformer(this.config.model, opts.recipe, this.be, opts.seed);
+    this.optimizer = new AdamW(this.model.store.all(), this.config.train, this.be);
+    this.loader = new BatchLoader(this.data.train, { batchSize: this.config.train.batchSize, seqLen: this.config.model.seqLen, seed: opts.seed });
+  }
+
+  trainStep(): StepReport {
+    const t0 = performance.now();
+    const batch = this.loader.next();
+    this.model.store.zeroGrads();
+    const loss = this.model.forward(batch.inputs, batch.targets, true);
+    if (!Number.isFinite(loss)) throw new Error(`loss is ${loss} at step ${this.step}`);
+    this.model.backward();
+    const gradNorm = clipGradNorm(this.model.store.all(), this.config.train.gradClip, this.be);
+    const lr = learningRate(this.config.train, this.step);
+    this.optimizer.update(lr);
+    let maxLoadRatio = 0;
+    for (const moe of this.model.moeLayers()) {
+      let max = 0;
+      let sum = 0;
+      for (const l of moe.lastLoads) {
+        max = Math.max(max, l);
+        sum += l;
+      }
+      maxLoadRatio = Math.max(maxLoadRatio, max / (sum / moe.lastLoads.length));
+      moe.updateBias();
+    }
+    this.step++;
+    return { step: this.step, loss, lr, gradNorm, tokens: batch.inputs.length, ms: performance.now() - t0, maxLoadRatio };
+  }
+
+  /** Mean loss over the first evalBatches batches of the validation split (deterministic windows). */
+  evaluate(maxBatches = this.config.train.evalBatches): number {
+    let total = 0;
+    let count = 0;
+    for (const b of evalBatches(this.data.val, { batchSize: this.config.train.batchSize, seqLen: this.config.model.seqLen, maxBatches })) {
+      const loss = this.model.forward(b.inputs, b.targets, false);
+      total += loss * b.inputs.length;
+      count += b.inputs.length;
+    }
+    return total / count;
+  }
+
+  exportState(): TrainingState {
+    const tensors = new Map<string, NamedTensor>();
+    for (const p of this.model.store.all()) {
+      tensors.set(`param/${p.name}`, { dtype: "F32", shape: p.shape, data: p.data });
+      const m = this.optimizer.m.get(p.name)!;
+      const v = this.optimizer.v.get(p.name)!;
+      const dtype = m instanceof Uint16Array ? "BF16" : "F32";
+      tensors.set(`adam.m/${p.name}`, { dtype, shape: p.shape, data: m });
+      tensors.set(`adam.v/${p.name}`, { dtype, shape: p.shape, data: v });
+    }
+    const balancers: Record<string, { step: number }> = {};
+    this.model.moeLayers().forEach((moe, i) => {
+      const s = moe.balancer.toState();
+      tensors.set(`router/${i}/bias`, { dtype: "F32", shape: [s.experts], data: Float32Array.from(s.bias) });
+      balancers[i] = { step: s.step };
+    });
+    const scalers: Record<string, Record<string, number>> = {};
+    for (const lin of this.model.linears()) {
+      for (const [op, s] of Object.entries(lin.exportState())) {
+        tensors.set(`scaler/${lin.name}/${op}`, { dtype: "F32", shape: [s.history.length], data: Float32Array.from(s.history) });
+        (scalers[lin.name] ??= {})[op] = s.recorded;
+      }
+    }
+    const position = this.loader.position();
+    tensors.set("rng/data", { dtype: "U32", shape: [4], data: Uint32Array.from(position.rng) });
+    return {
+      tensors,
+      meta: {
+        kind: "octet.model/v1",
+        step: this.step,
+        adamStep: this.optimizer.step,
+        recipe: this.recipe,
+        seed: this.seed,
+        config: this.config,
+        dataPosition: position,
+        balancers,
+        scalers,
+      },
+    };
+  }
+
+  importState(state: TrainingState): void {
+    const meta = state.meta as { kind?: string; step: number; adamStep: number; recipe: string; dataPosition: BatchLoaderPosition; balancers: Record<string, { step: number }>; scalers: Record<string, Record<string, number>> };
+    if (meta.kind !== "octet.model/v1") throw new RangeError("importState: not an octet.model/v1 state");
+    if (meta.recipe !== this.recipe) throw new RangeError(`importState: the state was trained with recipe ${meta.recipe}, not ${this.recipe}`);
+    const get = (name: string) => {
+      const t = state.tensors.get(name);
+      if (!t) throw new RangeError(`importState: missing tensor ${name}`);
+      return t;
+    };
+    for (const p of this.model.store.all()) {
+      const t = get(`param/${p.name}`);
+      if (t.data.length !== p.data.length) throw new RangeError(`importState: ${p.name} has ${t.data.length} elements, want ${p.data.length}`);
+      p.data.set(t.data as Float32Array);
+      this.optimizer.m.get(p.name)!.set(get(`adam.m/${p.name}`).data as Float32Array);
+      this.optimizer.v.get(p.name)!.set(get(`adam.v/${p.name}`).data as Float32Array);
+    }
+    this.model.moeLayers().forEach((moe, i) => {
+      const bias = get(`router/${i}/bias`).data as Float32Array;
+      const restored = { experts: bias.length, step: meta.balancers[i].step, gamma: moe.balancer.gamma, bias: Array.from(bias) };
+      moe.balancer = AuxFreeBalancer.fromState(restored);
+    });
+    for (const lin of this.model.linears()) {
+      const ops = meta.scalers[lin.name];
+      if (!ops) continue;
+      const s: Record<string, { history: number[]; recorded: number }> = {};
+      for (const [op, recorded] of Object.entries(ops)) s[op] = { history: Array.from(get(`scaler/${lin.name}/${op}`).data), recorded };
+      lin.importState(s);
+    }
+    this.loader.restore(meta.dataPosition);
+    this.step = meta.step;
+    this.optimizer.step = meta.adamStep;
+  }
+}
