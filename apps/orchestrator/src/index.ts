@@ -1,0 +1,2 @@
+// Placeholder until the orchestrator lands; see the issue.
+export {};

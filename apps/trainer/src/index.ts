@@ -1,0 +1,2 @@
+// Placeholder until the trainer lands; see the issue.
+export {};

@@ -1,0 +1,204 @@
+// @octet/jobs — the contract of Octet's GPU job queue, shared by the orchestrator, the trainer workers
+// and any program that submits with plain BullMQ: the queue's name, the validated job spec, the shapes
+// of progress and results, and the Redis keys beside the queue.
+//
+// A job in the queue is a BullMQ job named JOB_NAME on the queue QUEUE_NAME whose data is a JobSpec
+// (as JSON). Submitting with plain BullMQ:
+//   new Queue("octet-gpu", { connection }).add("train", { run: "my-run", config: "tiny", recipe: "fp8" },
+//     { priority: 1, attempts: 4, backoff: { type: "exponential", delay: 1000 } })
+// jobOptions(spec) gives the options the orchestrator uses, so both ways behave the same.
+
+import { type Config, presetConfig, RECIPE_NAMES, validateConfig } from "@octet/model";
+import { z } from "zod";
+
+/** The BullMQ queue every training job goes through. */
+export const QUEUE_NAME = "octet-gpu";
+/** The BullMQ job name of a training job. */
+export const JOB_NAME = "train";
+/** Prefix of every Redis key Octet keeps beside BullMQ's own (BullMQ keeps its keys under "bull:"). */
+export const KEY_PREFIX = "octet";
+
+/** Redis keys and channels beside the queue. */
+export const keys = {
+  /** A worker's announcement (JSON WorkerInfo), refreshed every heartbeat, expiring when the worker dies. */
+  worker: (workerId: string) => `${KEY_PREFIX}:worker:${workerId}`,
+  /** Pattern matching every worker key (for SCAN). */
+  workerPattern: () => `${KEY_PREFIX}:worker:*`,
+  /** Set to "1" when a job is cancelled; a trainer that picks the job up or runs it stops. */
+  cancel: (jobId: string) => `${KEY_PREFIX}:cancel:${jobId}`,
+  /** Pub/sub channel: the message is the cancelled job's id; running trainers listen so no step waits on Redis. */
+  cancelChannel: () => `${KEY_PREFIX}:cancel`,
+  /** A list of JSON CurvePoint, appended by the trainer: the job's whole loss curve, kept after it ends. */
+  curve: (jobId: string) => `${KEY_PREFIX}:curve:${jobId}`,
+} as const;
+
+const name = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "must be 1–128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit");
+const posInt = z.number().int().positive();
+
+const dataSchema = z.discriminatedUnion("kind", [
+  /** The embedded synthetic corpus with a known entropy rate (the default). */
+  z.object({ kind: z.literal("synthetic"), seed: z.number().int().min(0).default(1) }).strict(),
+  /** A UTF-8 text file, byte-level tokens (vocabSize must be 256); the last valFraction is validation. */
+  z.object({ kind: z.literal("text"), path: z.string().min(1), valFraction: z.number().gt(0).lt(1).default(0.1) }).strict(),
+  /** llm.c / nanoGPT uint16 token shards (llm.c header). */
+  z.object({ kind: z.literal("llmc"), train: z.string().min(1), val: z.string().min(1) }).strict(),
+]);
+
+export const jobSpecSchema = z
+  .object({
+    /** The run: checkpoints and the EMA are kept under this name, and a retried job resumes it. Default: "job-<id>". */
+    run: name.optional(),
+    /** A preset name (e.g. "tiny") or a whole @octet/model config object. */
+    config: z.union([z.string().min(1), z.record(z.unknown())]).default("tiny"),
+    recipe: z.enum(RECIPE_NAMES).default("fp8"),
+    seed: z.number().int().min(0).max(2 ** 32 - 1).default(1),
+    /** Overrides config.train.steps. */
+    steps: posInt.max(10_000_000).optional(),
+    /** Overrides config.train.batchSize. */
+    batchSize: posInt.max(65_536).optional(),
+    /** Overrides config.train.evalEvery. */
+    evalEvery: posInt.optional(),
+    data: dataSchema.default({ kind: "synthetic", seed: 1 }),
+    checkpoint: z
+      .object({
+        /** Save a checkpoint every this many steps, and always at the end. */
+        every: posInt.default(50),
+        /** Checkpoints of the run kept by the checkpointer's retention. */
+        keep: posInt.max(1000).default(3),
+      })
+      .strict()
+      .default({}),
+    ema: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Push the parameters to the EMA keeper every this many steps. */
+        every: posInt.default(10),
+        decay: z.number().gt(0).lt(1).default(0.999),
+      })
+      .strict()
+      .default({}),
+    /** GPUs the job needs, all on one worker (CPU slots on a worker without GPUs). */
+    gpus: posInt.max(64).default(1),
+    /** BullMQ priority: 1 is the most urgent; larger numbers wait longer. */
+    priority: posInt.max(2_097_152).default(10),
+    /** Attempts after the first failure (a stalled or crashed worker counts as a failure). */
+    retries: z.number().int().min(0).max(100).default(3),
+  })
+  .strict();
+
+export type JobSpecInput = z.input<typeof jobSpecSchema>;
+export type JobSpec = z.output<typeof jobSpecSchema>;
+
+function formatIssues(issues: z.ZodIssue[]): string {
+  return issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+}
+
+/**
+ * Validate a job spec, including the model config it resolves to under its recipe. Throws a RangeError
+ * whose message names each offending field ("invalid job spec: steps: …"), so the orchestrator can return it
+ * as INVALID_ARGUMENT and a trainer can fail a bad plain-BullMQ submission without retrying it.
+ */
+export function validateJobSpec(input: unknown): JobSpec {
+  const parsed = jobSpecSchema.safeParse(input);
+  if (!parsed.success) throw new RangeError(`invalid job spec: ${formatIssues(parsed.error.issues)}`);
+  const spec = parsed.data;
+  try {
+    resolveConfig(spec);
+  } catch (e) {
+    throw new RangeError(`invalid job spec: config: ${(e as Error).message}`);
+  }
+  return spec;
+}
+
+/** The @octet/model config a spec trains: the preset or given config with the spec's overrides applied, validated. */
+export function resolveConfig(spec: JobSpec): Config {
+  const base = typeof spec.config === "string" ? presetConfig(spec.config) : (structuredClone(spec.config) as unknown as Config);
+  const train = { ...(base.train ?? {}) } as Config["train"];
+  if (spec.steps !== undefined) train.steps = spec.steps;
+  if (spec.batchSize !== undefined) train.batchSize = spec.batchSize;
+  if (spec.evalEvery !== undefined) train.evalEvery = spec.evalEvery;
+  return validateConfig({ ...base, train }, spec.recipe);
+}
+
+/** The run a job trains: the spec's, or "job-<id>" for a job submitted without one. */
+export function runName(spec: JobSpec, jobId: string): string {
+  return spec.run ?? `job-${jobId}`;
+}
+
+/** The BullMQ job options for a spec: priority, retries with exponential backoff, history kept. */
+export function jobOptions(spec: JobSpec) {
+  return {
+    priority: spec.priority,
+    attempts: spec.retries + 1,
+    backoff: { type: "exponential" as const, delay: 1000 },
+    removeOnComplete: false,
+    removeOnFail: false,
+  };
+}
+
+/** What a worker offers, announced under keys.worker(id) with a TTL refreshed by its heartbeat. */
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid: number;
+  kind: "gpu" | "cpu";
+  /** GPUs (or CPU slots) in all. */
+  slots: number;
+  /** Slots reserved by running jobs. */
+  busy: number;
+  gpus: { index: number; name: string; memoryMiB: number }[];
+  /** BullMQ ids of the jobs it runs now. */
+  jobs: string[];
+  /** Epoch milliseconds of this announcement. */
+  at: number;
+}
+
+export type JobPhase = "starting" | "restoring" | "running" | "checkpointing" | "evaluating" | "stopping";
+
+/** What the trainer reports through job.updateProgress (BullMQ keeps the latest). */
+export interface JobProgress {
+  phase: JobPhase;
+  step: number;
+  totalSteps: number;
+  /** Training loss of the latest step (NaN is sent as null). */
+  loss: number | null;
+  valLoss: number | null;
+  tokensPerSec: number;
+  /** The latest durable checkpoint of the run. */
+  lastCheckpoint: { step: number; path: string } | null;
+  /** The step this attempt resumed from (null: started at step 0). */
+  resumedFrom: number | null;
+  attempt: number;
+  workerId: string;
+}
+
+/** One point of a job's curve (the list under keys.curve). */
+export interface CurvePoint {
+  step: number;
+  loss: number;
+  valLoss?: number;
+  tokensPerSec?: number;
+}
+
+/** A finished job's return value (a cancelled job ends failed, with the failedReason CANCELLED_REASON). */
+export interface JobResult {
+  run: string;
+  step: number;
+  loss: number;
+  valLoss: number;
+  tokensPerSec: number;
+  recipe: string;
+  /** The data's entropy floor (nats/token) when known. */
+  entropyRate: number | null;
+  unigramEntropy: number | null;
+  checkpoints: { step: number; path: string }[];
+  /** Step of the EMA last pushed to the keeper (null when EMA was off). */
+  emaStep: number | null;
+  resumedFrom: number | null;
+  seconds: number;
+}
+
+/** The failedReason of a cancelled job (the trainer checkpoints first; cancelled jobs are not retried). */
+export const CANCELLED_REASON = "cancelled";
