@@ -47,6 +47,7 @@ test("γ schedules: constant, piecewise (DeepSeek-V3 sets γ to 0 late), validat
   assert.equal(gammaAt(parseGammaSchedule({ kind: "constant", value: 0.01 }), 5), 0.01);
   assert.throws(() => parseGammaSchedule({ kind: "piecewise", points: [[5, 0.001]] }), { name: "RangeError", message: /gamma.points.0.0: the first point must be at step 0/ });
   assert.throws(() => parseGammaSchedule({ kind: "piecewise", points: [[0, 0.1], [0, 0.2]] }), { name: "RangeError", message: /increase strictly/ });
+  assert.throws(() => parseGammaSchedule({ kind: "piecewise", points: [] }), { name: "RangeError", message: /gamma.points: points must not be empty/ });
   assert.throws(() => parseGammaSchedule(-0.5), { name: "RangeError" });
   assert.throws(() => parseGammaSchedule("fast"), { name: "TypeError" });
   assert.throws(() => parseGammaSchedule({ kind: "constant", value: "x" }), { name: "TypeError", message: /gamma.value/ });

@@ -18,6 +18,8 @@ const piecewiseSchedule = z
   })
   .strict()
   .superRefine((schedule, ctx) => {
+    // zod still runs refinements after the min(1) issue; an empty list has nothing more to check.
+    if (schedule.points.length === 0) return;
     if (schedule.points[0][0] !== 0) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["points", 0, 0], message: "the first point must be at step 0" });
     }
