@@ -7,6 +7,7 @@
 //   new Queue("octet-gpu", { connection }).add("train", { run: "my-run", config: "tiny", recipe: "fp8" },
 //     { priority: 1, attempts: 4, backoff: { type: "exponential", delay: 1000 } })
 // jobOptions(spec) gives the options the orchestrator uses, so both ways behave the same.
+// Programs sharing a queue under a BullMQ prefix other than the default pass it to BullMQ and to keysFor(prefix).
 
 import { type Config, presetConfig, RECIPE_NAMES, validateConfig } from "@octet/model";
 import { z } from "zod";
@@ -18,19 +19,38 @@ export const JOB_NAME = "train";
 /** Prefix of every Redis key Octet keeps beside BullMQ's own (BullMQ keeps its keys under "bull:"). */
 export const KEY_PREFIX = "octet";
 
-/** Redis keys and channels beside the queue. */
-export const keys = {
-  /** A worker's announcement (JSON WorkerInfo), refreshed every heartbeat, expiring when the worker dies. */
-  worker: (workerId: string) => `${KEY_PREFIX}:worker:${workerId}`,
-  /** Pattern matching every worker key (for SCAN). */
-  workerPattern: () => `${KEY_PREFIX}:worker:*`,
-  /** Set to "1" when a job is cancelled; a trainer that picks the job up or runs it stops. */
-  cancel: (jobId: string) => `${KEY_PREFIX}:cancel:${jobId}`,
-  /** Pub/sub channel: the message is the cancelled job's id; running trainers listen so no step waits on Redis. */
-  cancelChannel: () => `${KEY_PREFIX}:cancel`,
-  /** A list of JSON CurvePoint, appended by the trainer: the job's whole loss curve, kept after it ends. */
-  curve: (jobId: string) => `${KEY_PREFIX}:curve:${jobId}`,
-} as const;
+/** BullMQ's default key prefix: the queue's own keys are "bull:octet-gpu:…". */
+export const DEFAULT_BULL_PREFIX = "bull";
+
+/**
+ * The Redis keys and channels beside the queue, for a BullMQ key `prefix` (the `prefix` option of BullMQ's
+ * Queue/Worker/QueueEvents). Every program sharing a queue passes the same prefix to BullMQ and here.
+ * The default prefix "bull" gives exactly `keys` ("octet:…"); another prefix P gives "P:octet:…", so several
+ * deployments, or tests running concurrently, can share one Redis without seeing each other's jobs, workers,
+ * cancellations or curves. The orchestrator's `--redis-prefix` (env OCTET_REDIS_PREFIX) is this prefix.
+ */
+export function keysFor(prefix: string = DEFAULT_BULL_PREFIX) {
+  if (prefix === "" || prefix.includes("*")) throw new RangeError(`redis prefix must be non-empty and without '*', got ${JSON.stringify(prefix)}`);
+  const ns = prefix === DEFAULT_BULL_PREFIX ? KEY_PREFIX : `${prefix}:${KEY_PREFIX}`;
+  return {
+    /** A worker's announcement (JSON WorkerInfo), refreshed every heartbeat, expiring when the worker dies. */
+    worker: (workerId: string) => `${ns}:worker:${workerId}`,
+    /** Pattern matching every worker key (for SCAN). */
+    workerPattern: () => `${ns}:worker:*`,
+    /** Set to "1" when a job is cancelled; a trainer that picks the job up or runs it stops. */
+    cancel: (jobId: string) => `${ns}:cancel:${jobId}`,
+    /** Pub/sub channel: the message is the cancelled job's id; running trainers listen so no step waits on Redis. */
+    cancelChannel: () => `${ns}:cancel`,
+    /** A list of JSON CurvePoint, appended by the trainer: the job's whole loss curve, kept after it ends. */
+    curve: (jobId: string) => `${ns}:curve:${jobId}`,
+  } as const;
+}
+
+/** The keys beside the queue under BullMQ's default prefix (keysFor("bull")). */
+export type OctetKeys = ReturnType<typeof keysFor>;
+
+/** Redis keys and channels beside the queue (BullMQ's default prefix; see keysFor for another). */
+export const keys: OctetKeys = keysFor(DEFAULT_BULL_PREFIX);
 
 const name = z
   .string()
@@ -200,5 +220,12 @@ export interface JobResult {
   seconds: number;
 }
 
-/** The failedReason of a cancelled job (the trainer checkpoints first; cancelled jobs are not retried). */
+/**
+ * The failedReason of a cancelled job (the trainer checkpoints first; cancelled jobs are not retried).
+ * How the orchestrator cancels (CancelJob): it always sets keys.cancel(id) (with a TTL of days) and publishes the
+ * id on keys.cancelChannel(). A job not yet running (waiting, prioritized, paused or delayed for a retry) is also
+ * moved straight to the failed set with this failedReason, atomically, so it never runs; its data and history stay.
+ * A running job is left to its trainer, which sees the key or the message, checkpoints, and fails the job with
+ * this reason (an UnrecoverableError, so no retry).
+ */
 export const CANCELLED_REASON = "cancelled";

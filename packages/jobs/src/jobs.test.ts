@@ -29,3 +29,16 @@ test("validateJobSpec names the offending field", () => {
   assert.throws(() => validateJobSpec({ config: bad, recipe: "fp8" }), /config: .*dModel/);
   assert.doesNotThrow(() => validateJobSpec({ config: bad, recipe: "fp32" }));
 });
+
+test("keysFor keeps the default prefix's keys and separates other prefixes", async () => {
+  const { keys, keysFor } = await import("./index.js");
+  assert.equal(keys.worker("w1"), "octet:worker:w1");
+  assert.equal(keysFor("bull").curve("7"), "octet:curve:7");
+  const k = keysFor("t-123");
+  assert.equal(k.worker("w1"), "t-123:octet:worker:w1");
+  assert.equal(k.workerPattern(), "t-123:octet:worker:*");
+  assert.equal(k.cancel("5"), "t-123:octet:cancel:5");
+  assert.equal(k.cancelChannel(), "t-123:octet:cancel");
+  assert.equal(k.curve("5"), "t-123:octet:curve:5");
+  assert.throws(() => keysFor(""), RangeError);
+});
