@@ -2,6 +2,7 @@
 // and the checks that depend on the recipe (FP8 block alignment). Every failure is a RangeError whose
 // message lists each problem with its path, before any training starts.
 
+import { type LambdaSchedule, lambdaScheduleSchema } from "@octet/mtp";
 import { z } from "zod";
 
 export const RECIPE_NAMES = ["fp32", "bf16", "fp8", "fp8-delayed"] as const;
@@ -63,6 +64,12 @@ export const modelSchema = z
     initStd: z.number().positive().finite(),
     /** DeepSeek-V3's activation-memory savings: recompute in the backward pass instead of keeping. */
     recompute: z.object({ rmsnorm: z.boolean(), mlaUp: z.boolean() }).strict(),
+    /**
+     * Multi-token prediction (DeepSeek-V3 §2.2, @octet/mtp): D sequential modules after the main model,
+     * each a projection and one transformer block of the kind of the last main block, sharing the
+     * embedding and the output head. depth 0: off. DeepSeek-V3 uses depth 1.
+     */
+    mtp: z.object({ depth: nonNegInt }).strict().default({ depth: 0 }),
   })
   .strict();
 
@@ -85,6 +92,12 @@ export const trainSchema = z
     bf16Moments: z.boolean(),
     evalEvery: posInt,
     evalBatches: posInt,
+    /**
+     * λ of the MTP loss, L = L_main + (λ/D)·Σ_k L_k (ignored when model.mtp.depth is 0): a number, or a
+     * schedule ({ kind: "piecewise", points: [[0, 0.3], [step, 0.1]] }, DeepSeek-V3's 0.3 then 0.1).
+     * Absent: DeepSeek-V3's schedule, switching at the same fraction of training (10T of 14.8T tokens).
+     */
+    mtpLambda: lambdaScheduleSchema.optional(),
   })
   .strict();
 
@@ -121,12 +134,25 @@ export const configSchema = z
     if (a.kind === "mha" && a.headDim % 2 !== 0) issue(["model", "attention", "headDim"], "must be even (RoPE rotates pairs)");
     if (a.kind === "mla" && a.qkRopeHeadDim % 2 !== 0) issue(["model", "attention", "qkRopeHeadDim"], "must be even (RoPE rotates pairs)");
     if (c.train.minLr > c.train.lr) issue(["train", "minLr"], `must not exceed lr (${c.train.lr})`);
+    if (m.mtp.depth > 0 && m.seqLen <= m.mtp.depth) {
+      issue(["model", "mtp", "depth"], `must be less than seqLen (${m.seqLen}): depth k scores positions i + k + 1 inside the window`);
+    }
   });
 
 export type ModelConfig = z.infer<typeof modelSchema>;
 export type TrainConfig = z.infer<typeof trainSchema>;
 export type DataConfig = z.infer<typeof dataSchema>;
 export type Config = z.infer<typeof configSchema>;
+
+/** DeepSeek-V3 switches λ from 0.3 to 0.1 after 10T of its 14.8T training tokens. */
+export const MTP_LAMBDA_SWITCH_FRACTION = 10 / 14.8;
+
+/** The λ schedule a config trains with: its own, or DeepSeek-V3's scaled to its steps. */
+export function mtpLambdaSchedule(train: TrainConfig): LambdaSchedule {
+  if (train.mtpLambda !== undefined) return train.mtpLambda as LambdaSchedule;
+  const switchStep = Math.max(1, Math.round(train.steps * MTP_LAMBDA_SWITCH_FRACTION));
+  return { kind: "piecewise", points: [[0, 0.3], [switchStep, 0.1]] };
+}
 
 function formatIssues(what: string, issues: z.ZodIssue[]): string {
   return `${what}: ${issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}`;
@@ -186,6 +212,7 @@ const tinyModel: ModelConfig = {
   ropeTheta: 10000,
   initStd: 0.02,
   recompute: { rmsnorm: true, mlaUp: true },
+  mtp: { depth: 1 },
 };
 
 const tinyTrain: TrainConfig = {
@@ -204,6 +231,7 @@ const tinyTrain: TrainConfig = {
   bf16Moments: true,
   evalEvery: 50,
   evalBatches: 16,
+  mtpLambda: { kind: "piecewise", points: [[0, 0.3], [200, 0.1]] }, // DeepSeek-V3's 0.3 → 0.1 at 2/3 of training
 };
 
 /** Named presets. `tiny` trains on this 2-core CPU in minutes; `micro` is for tests. */
@@ -219,7 +247,10 @@ export const PRESETS: Record<string, Config> = {
       ffnHidden: 128,
       attention: { kind: "mla", qLoraRank: 48, kvLoraRank: 32, qkNopeHeadDim: 16, qkRopeHeadDim: 8, vHeadDim: 16 },
     },
-    train: { ...tinyTrain, batchSize: 4, steps: 40, warmupSteps: 4, evalEvery: 20, evalBatches: 2 },
+    train: {
+      ...tinyTrain, batchSize: 4, steps: 40, warmupSteps: 4, evalEvery: 20, evalBatches: 2,
+      mtpLambda: { kind: "piecewise", points: [[0, 0.3], [27, 0.1]] },
+    },
     data: { kind: "synthetic", seed: 1 },
   },
 };

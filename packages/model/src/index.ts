@@ -15,6 +15,8 @@ export {
   configSchema,
   validateConfig,
   presetConfig,
+  mtpLambdaSchedule,
+  MTP_LAMBDA_SWITCH_FRACTION,
 } from "./config.js";
 export { Rng } from "./rng.js";
 export { ParameterStore, type Parameter, type Init } from "./params.js";
@@ -24,7 +26,7 @@ export { RMSNorm } from "./layers/rmsnorm.js";
 export { SwiGLU } from "./layers/ffn.js";
 export { MultiHeadAttention, MultiHeadLatentAttention, type AttentionLayer } from "./layers/attention.js";
 export { MoE } from "./layers/moe.js";
-export { Transformer } from "./model.js";
+export { Transformer, Block, type ForwardResult } from "./model.js";
 export { AdamW, clipGradNorm, learningRate } from "./optim.js";
 export { Trainer, loadDataset, type Dataset, type StepReport, type TrainerOptions } from "./trainer.js";
 export { runTraining, type RunOptions, type RunSummary } from "./run.js";

@@ -2,7 +2,14 @@
 // → final RMSNorm → output head → cross-entropy. The first nDenseLayers blocks use a dense SwiGLU, the rest
 // DeepSeekMoE. The embedding, output head, gate, norms and attention stay in FP32; every other Linear runs
 // its GEMMs through the recipe. forward() keeps what backward() needs; backward() fills the gradients.
+//
+// Multi-token prediction (model.mtp.depth = D > 0): @octet/mtp's D sequential modules run after the main
+// model on its last hidden state h^0 (the final norm's input). This file hands them, through @octet/mtp's
+// interfaces, one transformer block each (a Block like the last main block, on T − k positions), the
+// embedding and the output head (final RMSNorm + head, shared, so their gradients collect both losses).
+//   L = L_main + λ · (1/D) Σ_k L_k
 
+import { type MtpBlock, type MtpForward, MultiTokenPrediction, type NamedParam, type SeqShape, type SharedEmbedding, type SharedHead } from "@octet/mtp";
 import type { Backend } from "./backend/backend.js";
 import type { ModelConfig, RecipeName } from "./config.js";
 import { type AttentionLayer, MultiHeadAttention, MultiHeadLatentAttention } from "./layers/attention.js";
@@ -14,36 +21,36 @@ import { type Parameter, ParameterStore } from "./params.js";
 import { type Precision, makePrecision } from "./precision.js";
 import { Rng } from "./rng.js";
 
-class Block {
+export class Block {
   readonly norm1: RMSNorm;
   readonly attn: AttentionLayer;
   readonly norm2: RMSNorm;
   readonly ffn: SwiGLU | MoE;
   private recompute = false;
 
-  constructor(store: ParameterStore, readonly index: number, private readonly cfg: ModelConfig, precision: Precision, private readonly be: Backend) {
-    const name = `layers.${index}`;
+  /** name: "layers.{i}" (main) or "mtp.{k}.block"; ffn: dense SwiGLU or DeepSeekMoE. */
+  constructor(store: ParameterStore, readonly name: string, ffn: "dense" | "moe", private readonly cfg: ModelConfig, precision: Precision, private readonly be: Backend) {
     const outStd = cfg.initStd / Math.sqrt(2 * cfg.nLayers); // residual-branch outputs, GPT-2 style
     this.norm1 = new RMSNorm(store, `${name}.attn_norm`, cfg.dModel, cfg.normEps, be);
     this.attn = cfg.attention.kind === "mla"
       ? new MultiHeadLatentAttention(store, `${name}.attn`, cfg, precision, outStd, be)
       : new MultiHeadAttention(store, `${name}.attn`, cfg, precision, outStd, be);
     this.norm2 = new RMSNorm(store, `${name}.ffn_norm`, cfg.dModel, cfg.normEps, be);
-    this.ffn = index < cfg.nDenseLayers
+    this.ffn = ffn === "dense"
       ? new SwiGLU(store, `${name}.ffn`, cfg.dModel, cfg.ffnHidden, precision, cfg.initStd, outStd, be)
       : new MoE(store, `${name}.moe`, cfg, precision, outStd, be);
   }
 
-  /** x [B·T, C] → [B·T, C]. */
-  forward(x: Float32Array, batch: number): Float32Array {
-    const N = batch * this.cfg.seqLen;
+  /** x [B·T, C] → [B·T, C] (T = seqLen: the config's, or T − k in an MTP block). */
+  forward(x: Float32Array, batch: number, seqLen = this.cfg.seqLen): Float32Array {
+    const N = batch * seqLen;
     // RMSNorm recomputation: the Linears after a norm do not keep its output; backward recomputes it.
     this.recompute = this.cfg.recompute.rmsnorm && this.attn.canRecompute && this.ffn.canRecompute;
     const save = !this.recompute;
-    const a = this.attn.forward(this.norm1.forward(x, N), batch, save);
+    const a = this.attn.forward(this.norm1.forward(x, N), batch, save, seqLen);
     this.be.addInPlace(a, x); // h = x + attn(norm1(x))
     const h = a;
-    const f = this.ffn instanceof MoE ? this.ffn.forward(this.norm2.forward(h, N), N, save) : this.ffn.forward(this.norm2.forward(h, N), N, save);
+    const f = this.ffn.forward(this.norm2.forward(h, N), N, save);
     this.be.addInPlace(f, h); // out = h + ffn(norm2(h))
     return f;
   }
@@ -64,8 +71,72 @@ class Block {
   }
 }
 
+/** A Block as @octet/mtp's MtpBlock: parameters named relative to the block ("attn_norm.weight", …). */
+class MtpTransformerBlock implements MtpBlock {
+  constructor(readonly block: Block, private readonly store: ParameterStore) {}
+  forward(x: Float32Array, shape: SeqShape): { out: Float32Array; cache: unknown } {
+    // The Block keeps its activations itself (one forward before each backward), so no cache travels.
+    return { out: this.block.forward(x, shape.batch, shape.seqLen), cache: null };
+  }
+  backward(dOut: Float32Array): Float32Array {
+    return this.block.backward(dOut);
+  }
+  params(): NamedParam[] {
+    const prefix = `${this.block.name}.`;
+    return this.store.all().filter((p) => p.name.startsWith(prefix)).map((p) => ({ name: p.name.slice(prefix.length), value: p.data, grad: p.grad }));
+  }
+}
+
+/** The main model's embedding table, shared with the MTP modules (gradients add into the same rows). */
+class TransformerEmbedding implements SharedEmbedding {
+  readonly vocabSize: number;
+  readonly dim: number;
+  constructor(private readonly table: Parameter, private readonly be: Backend) {
+    [this.vocabSize, this.dim] = table.shape;
+  }
+  lookup(tokens: Int32Array): Float32Array {
+    return this.be.embeddingForward(this.table.data, tokens, this.dim); // [n, C]
+  }
+  accumulateGrad(tokens: Int32Array, dEmb: Float32Array): void {
+    this.be.embeddingBackward(dEmb, tokens, this.dim, this.table.grad);
+  }
+}
+
+/**
+ * The main model's output head — final RMSNorm then the FP32 head — shared with the MTP modules. It keeps
+ * nothing itself (the main pass's RMSNorm object holds the main activations): each call's activations go
+ * in the cache it returns.
+ */
+class TransformerHead implements SharedHead {
+  readonly vocabSize: number;
+  readonly dim: number;
+  constructor(private readonly norm: RMSNorm, private readonly head: Parameter, private readonly eps: number, private readonly be: Backend) {
+    [this.vocabSize, this.dim] = head.shape;
+  }
+  forward(h: Float32Array, rows: number): { logits: Float32Array; cache: unknown } {
+    const { vocabSize: V, dim: C } = this;
+    const { y, rstd } = this.be.rmsnormForward(h, this.norm.weight.data, rows, C, this.eps); // [rows, C], [rows]
+    const logits = this.be.matmul(y, this.head.data, rows, V, C); // [rows, V]
+    return { logits, cache: { h, y, rstd, rows } };
+  }
+  backward(dLogits: Float32Array, cache: unknown): Float32Array {
+    const { h, y, rstd, rows } = cache as { h: Float32Array; y: Float32Array; rstd: Float32Array; rows: number };
+    const { vocabSize: V, dim: C } = this;
+    const dH = this.be.matmul(this.be.transpose(dLogits, rows, V), this.be.transpose(y, rows, C), V, C, rows); // [V, C]
+    this.be.addInPlace(this.head.grad, dH);
+    const dy = this.be.matmul(dLogits, this.be.transpose(this.head.data, V, C), rows, C, V); // [rows, C]
+    return this.be.rmsnormBackward(dy, h, this.norm.weight.data, rstd, rows, C, this.norm.weight.grad);
+  }
+}
+
+/** Losses of one forward pass. */
 export interface ForwardResult {
+  /** The main model's mean cross-entropy (next token). */
   loss: number;
+  /** L_k, k = 1..D (empty without MTP). */
+  mtpLosses: number[];
+  /** (1/D) Σ_k L_k (NaN without MTP): the training loss is loss + λ · mtpLoss. */
+  mtpLoss: number;
 }
 
 export class Transformer {
@@ -75,53 +146,122 @@ export class Transformer {
   readonly embedding: Parameter; // [V, C]
   readonly finalNorm: RMSNorm;
   readonly head: Parameter; // [V, C]
-  private saved: { inputs: Int32Array; xf: Float32Array; dLogits: Float32Array | null; N: number } | null = null;
+  /** The MTP modules (null when model.mtp.depth is 0); their blocks follow in mtpBlocks. */
+  readonly mtp: MultiTokenPrediction | null;
+  readonly mtpBlocks: Block[];
+  private saved: { inputs: Int32Array; xf: Float32Array; dLogits: Float32Array | null; N: number; mtp: MtpForward | null } | null = null;
 
   constructor(readonly cfg: ModelConfig, readonly recipe: RecipeName, readonly be: Backend, seed: number) {
     this.store = new ParameterStore(new Rng(seed));
     this.precision = makePrecision(recipe, be);
     this.embedding = this.store.create("embed.weight", [cfg.vocabSize, cfg.dModel], { kind: "normal", std: 1 }, false);
     this.blocks = [];
-    for (let i = 0; i < cfg.nLayers; i++) this.blocks.push(new Block(this.store, i, cfg, this.precision, be));
+    for (let i = 0; i < cfg.nLayers; i++) this.blocks.push(new Block(this.store, `layers.${i}`, i < cfg.nDenseLayers ? "dense" : "moe", cfg, this.precision, be));
     this.finalNorm = new RMSNorm(this.store, "norm", cfg.dModel, cfg.normEps, be);
     this.head = this.store.create("head.weight", [cfg.vocabSize, cfg.dModel], { kind: "normal", std: cfg.initStd });
+    // MTP: created after the main parameters, so a model without MTP draws the same initial values.
+    this.mtpBlocks = [];
+    this.mtp = null;
+    const D = cfg.mtp.depth;
+    if (D > 0) {
+      // Each MTP block is of the kind of the last main block (DeepSeek-V3: MoE).
+      const kind = cfg.nDenseLayers < cfg.nLayers ? "moe" : "dense";
+      for (let k = 1; k <= D; k++) this.mtpBlocks.push(new Block(this.store, `mtp.${k}.block`, kind, cfg, this.precision, be));
+      this.mtp = new MultiTokenPrediction({
+        dim: cfg.dModel,
+        blocks: this.mtpBlocks.map((b) => new MtpTransformerBlock(b, this.store)),
+        embedding: new TransformerEmbedding(this.embedding, be),
+        head: new TransformerHead(this.finalNorm, this.head, cfg.normEps, be),
+        seed,
+        eps: cfg.normEps,
+      });
+      // The modules' own tensors (enorm, hnorm, eh_proj) join the store under @octet/mtp's names, so
+      // AdamW, clipping and state export see them; the blocks' are in the store already (same arrays).
+      for (const p of this.mtp.params()) {
+        if (this.store.has(p.name)) {
+          if (this.store.get(p.name).data !== p.value) throw new Error(`MTP parameter ${p.name} is not the store's tensor`);
+          continue;
+        }
+        const shape = p.value.length === cfg.dModel ? [cfg.dModel] : [cfg.dModel, 2 * cfg.dModel];
+        this.store.adopt(p.name, shape, p.value, p.grad, shape.length > 1);
+      }
+    }
   }
 
-  /** Mean cross-entropy of the batch; inputs, targets [B·T]. With wantGrad, backward() may follow. */
-  forward(inputs: Int32Array, targets: Int32Array, wantGrad = true): number {
-    const { seqLen: T, dModel: C, vocabSize: V } = this.cfg;
+  private checkTokens(inputs: Int32Array, seqLen: number): number {
     const N = inputs.length;
-    if (N % T !== 0) throw new RangeError(`inputs hold ${N} tokens, not a whole number of sequences of ${T}`);
-    const batch = N / T;
-    let x = this.be.embeddingForward(this.embedding.data, inputs, C); // [B·T, C]
-    for (const block of this.blocks) x = block.forward(x, batch);
+    if (N === 0 || N % seqLen !== 0) throw new RangeError(`inputs hold ${N} tokens, not a whole number of sequences of ${seqLen}`);
+    return N / seqLen;
+  }
+
+  /** h^0 [B·T, C]: the last block's output (the final norm's input, what the MTP modules consume). */
+  private trunk(inputs: Int32Array, batch: number, seqLen: number): Float32Array {
+    let x = this.be.embeddingForward(this.embedding.data, inputs, this.cfg.dModel); // [B·T, C]
+    for (const block of this.blocks) x = block.forward(x, batch, seqLen);
+    return x;
+  }
+
+  /**
+   * Losses of a batch; inputs, targets [B·T]. With wantGrad, backward() may follow. withMtp (default:
+   * whenever MTP is configured) also runs the MTP modules; seqLen (default the config's) may be shorter.
+   */
+  forward(inputs: Int32Array, targets: Int32Array, wantGrad = true, withMtp = true, seqLen = this.cfg.seqLen): ForwardResult {
+    const { dModel: C, vocabSize: V } = this.cfg;
+    const batch = this.checkTokens(inputs, seqLen);
+    const N = inputs.length;
+    const x = this.trunk(inputs, batch, seqLen); // [B·T, C] = h^0
     const xf = this.finalNorm.forward(x, N); // [B·T, C]
     const logits = this.be.matmul(xf, this.head.data, N, V, C); // [B·T, V], FP32 head
     const { loss, dLogits } = this.be.crossEntropy(logits, targets, N, V, wantGrad);
-    this.saved = wantGrad ? { inputs, xf, dLogits, N } : null;
-    return loss;
+    // MTP after the main head: its head calls keep their own activations, not the final norm's.
+    const mtp = this.mtp && withMtp ? this.mtp.forward({ hidden: x, inputs, targets, batch, seqLen }) : null;
+    this.saved = wantGrad ? { inputs, xf, dLogits, N, mtp } : null;
+    return { loss, mtpLosses: mtp ? mtp.losses : [], mtpLoss: mtp ? mtp.loss : NaN };
   }
 
-  /** Gradients of the last forward's loss, added into the parameter store. */
-  backward(): void {
+  /**
+   * Gradients of the last forward's loss + mtpWeight · its MTP loss (mtpWeight = λ at this step), added
+   * into the parameter store.
+   */
+  backward(mtpWeight = 0): void {
     const s = this.saved;
     if (!s || !s.dLogits) throw new Error("backward() needs a forward(…, wantGrad = true) first");
     this.saved = null;
     const { dModel: C, vocabSize: V } = this.cfg;
     const { N, dLogits, xf } = s;
+    // MTP first: its chain ends in dL/dh^0 (added below) and in the shared head's and embedding's grads.
+    const dHidden = s.mtp ? this.mtp!.backward(s.mtp.cache, mtpWeight) : null; // [B·T, C]
     // head: logits = xf · Hᵀ → dxf = dLogits · H, dH = dLogitsᵀ · xf
     const dH = this.be.matmul(this.be.transpose(dLogits, N, V), this.be.transpose(xf, N, C), V, C, N); // [V, C]
     this.be.addInPlace(this.head.grad, dH);
     let dx = this.finalNorm.backward(this.be.matmul(dLogits, this.be.transpose(this.head.data, V, C), N, C, V)); // [B·T, C]
+    if (dHidden) this.be.addInPlace(dx, dHidden);
     for (let i = this.blocks.length - 1; i >= 0; i--) dx = this.blocks[i].backward(dx);
     this.be.embeddingBackward(dx, s.inputs, C, this.embedding.grad);
   }
 
+  /**
+   * Inference for speculative decoding: the main model's logits [B·T, V] at every position and MTP module
+   * 1's logits [B·(T−1), V] at positions 0..T−2 of each sequence (module 1 at position i reads h^0_i and
+   * the embedding of inputs[i + 1], and predicts the token after that one).
+   */
+  predict(inputs: Int32Array, seqLen = this.cfg.seqLen): { logits: Float32Array; draftLogits: Float32Array | null } {
+    const { dModel: C, vocabSize: V } = this.cfg;
+    const batch = this.checkTokens(inputs, seqLen);
+    const N = inputs.length;
+    const x = this.trunk(inputs, batch, seqLen);
+    const logits = this.be.matmul(this.finalNorm.forward(x, N), this.head.data, N, V, C);
+    let draftLogits: Float32Array | null = null;
+    if (this.mtp && seqLen > 1) draftLogits = this.mtp.predict({ hidden: x, inputs, batch, seqLen }, 1);
+    return { logits, draftLogits };
+  }
+
+  /** All MoE layers: the main blocks' in order, then the MTP blocks' (router state is indexed by this). */
   moeLayers(): MoE[] {
-    return this.blocks.map((b) => b.ffn).filter((f): f is MoE => f instanceof MoE);
+    return [...this.blocks, ...this.mtpBlocks].map((b) => b.ffn).filter((f): f is MoE => f instanceof MoE);
   }
 
   linears(): Linear[] {
-    return this.blocks.flatMap((b) => b.linears());
+    return [...this.blocks, ...this.mtpBlocks].flatMap((b) => b.linears());
   }
 }

@@ -31,6 +31,25 @@ export class ParameterStore {
     return p;
   }
 
+  /**
+   * Register a tensor that another package allocated (the MTP modules of @octet/mtp own their arrays):
+   * the store, the optimizer and state export then see it like any other parameter, by name.
+   */
+  adopt(name: string, shape: number[], data: Float32Array, grad: Float32Array, decay = shape.length > 1): Parameter {
+    if (this.byName.has(name)) throw new Error(`parameter ${name} already exists`);
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (data.length !== size || grad.length !== size) {
+      throw new RangeError(`parameter ${name}: shape [${shape}] needs ${size} elements, data has ${data.length} and grad ${grad.length}`);
+    }
+    const p: Parameter = { name, shape, data, grad, decay };
+    this.byName.set(name, p);
+    return p;
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
   get(name: string): Parameter {
     const p = this.byName.get(name);
     if (!p) throw new Error(`no parameter ${name}`);

@@ -15,7 +15,7 @@ export interface RunOptions {
   resume?: boolean;
   /** Called after every step (progress display). */
   onStep?: (r: StepReport & { tokensPerSec: number; etaSec: number }, t: Trainer) => void;
-  onEval?: (step: number, valLoss: number) => void;
+  onEval?: (step: number, valLoss: number, valMtpLoss: number) => void;
 }
 
 export interface RunSummary {
@@ -26,6 +26,10 @@ export interface RunSummary {
   recipe: RecipeName;
   config: string;
   seed: number;
+  /** MTP depth D (0: off), the last step's MTP loss (1/D) Σ_k L_k and its validation value (NaN without MTP). */
+  mtpDepth: number;
+  mtpLoss: number;
+  valMtpLoss: number;
   entropyRate?: number;
   unigramEntropy?: number;
   order1Entropy?: number;
@@ -52,27 +56,37 @@ export function runTraining(opts: RunOptions): RunSummary {
   const { evalEvery } = opts.config.train;
   const curve: { step: number; valLoss: number }[] = [];
   let lastLoss = NaN;
+  let lastMtpLoss = NaN;
   let valLoss = NaN;
+  let valMtpLoss = NaN;
+  const evaluate = () => {
+    const e = trainer.evaluateAll();
+    valLoss = e.loss;
+    valMtpLoss = e.mtpLosses.length ? e.mtpLosses.reduce((a, b) => a + b, 0) / e.mtpLosses.length : NaN;
+    return e;
+  };
   let tokens = 0;
   let ms = 0;
   const t0 = performance.now();
   while (trainer.step < total) {
     const r = trainer.trainStep();
     lastLoss = r.loss;
+    lastMtpLoss = r.mtpLoss;
     tokens += r.tokens;
     ms += r.ms;
     const tokensPerSec = (tokens / ms) * 1000;
-    log({ type: "step", step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSec: r.tokens / r.ms * 1000, maxLoadRatio: r.maxLoadRatio });
+    const mtp = r.mtpLosses.length ? { mtpLoss: r.mtpLoss, mtpLosses: r.mtpLosses, lambda: r.lambda } : {};
+    log({ type: "step", step: r.step, loss: r.loss, ...mtp, lr: r.lr, gradNorm: r.gradNorm, tokensPerSec: r.tokens / r.ms * 1000, maxLoadRatio: r.maxLoadRatio });
     opts.onStep?.({ ...r, tokensPerSec, etaSec: ((total - r.step) * ms) / 1000 / Math.max(1, r.step - (resumedFrom ?? 0)) }, trainer);
     if (r.step % evalEvery === 0 || r.step === total) {
-      valLoss = trainer.evaluate();
+      const e = evaluate();
       curve.push({ step: r.step, valLoss });
-      log({ type: "eval", step: r.step, valLoss });
-      opts.onEval?.(r.step, valLoss);
+      log({ type: "eval", step: r.step, valLoss, ...(e.mtpLosses.length ? { valMtpLoss, valMtpLosses: e.mtpLosses } : {}) });
+      opts.onEval?.(r.step, valLoss, valMtpLoss);
       if (statePath) saveState(statePath, trainer.exportState());
     }
   }
-  if (Number.isNaN(valLoss)) valLoss = trainer.evaluate();
+  if (Number.isNaN(valLoss)) evaluate();
   const summary: RunSummary = {
     step: trainer.step,
     loss: lastLoss,
@@ -81,6 +95,9 @@ export function runTraining(opts: RunOptions): RunSummary {
     recipe: opts.recipe,
     config: opts.config.name,
     seed: opts.seed,
+    mtpDepth: opts.config.model.mtp.depth,
+    mtpLoss: lastMtpLoss,
+    valMtpLoss,
     entropyRate: trainer.data.entropyRate,
     unigramEntropy: trainer.data.unigramEntropy,
     order1Entropy: trainer.data.order1Entropy,

@@ -41,7 +41,9 @@ for (const recipe of ["fp8", "fp8-delayed", "bf16"] as RecipeName[]) {
     assert.equal(resumed.step, 4);
     assert.deepEqual(losses(resumed, 4), ref.slice(4));
     for (const p of full.model.store.all()) assert.deepEqual(resumed.model.store.get(p.name).data, p.data, p.name);
-    assert.deepEqual(resumed.model.moeLayers()[0].balancer.bias, full.model.moeLayers()[0].balancer.bias);
+    assert.ok(full.model.store.has("mtp.1.eh_proj.weight")); // the MTP module is part of the state
+    assert.equal(full.model.moeLayers().length, 2); // main MoE layer + the MTP block's
+    full.model.moeLayers().forEach((moe, i) => assert.deepEqual(resumed.model.moeLayers()[i].balancer.bias, moe.balancer.bias));
   });
 }
 
@@ -61,6 +63,35 @@ test("fp8 training of a tiny model tracks fp32 and bf16", () => {
   }
 });
 
+test("MTP: the step reports L_main and L_1 apart, λ follows the schedule, and λ changes the update", () => {
+  const config = micro((c) => { c.train.mtpLambda = { kind: "piecewise", points: [[0, 0.3], [2, 0.1]] }; });
+  const t = new Trainer({ config, recipe: "fp8", seed: 2 });
+  const r = [t.trainStep(), t.trainStep(), t.trainStep()];
+  assert.deepEqual(r.map((x) => x.lambda), [0.3, 0.3, 0.1]);
+  for (const x of r) {
+    assert.equal(x.mtpLosses.length, 1);
+    assert.equal(x.mtpLoss, x.mtpLosses[0]);
+    assert.ok(x.mtpLoss > 3 && x.mtpLoss < 5, `L_1 near ln 64 at the start: ${x.mtpLoss}`);
+  }
+  const e = t.evaluateAll(1);
+  assert.equal(e.mtpLosses.length, 1);
+  assert.equal(e.loss, t.evaluate(1));
+  // λ = 0 vs the default schedule: the same first loss, different parameters after one step.
+  const off = new Trainer({ config: micro((c) => { c.train.mtpLambda = 0; }), recipe: "fp8", seed: 2 });
+  const on = new Trainer({ config, recipe: "fp8", seed: 2 });
+  assert.equal(off.trainStep().loss, r[0].loss);
+  assert.equal(on.trainStep().loss, r[0].loss);
+  const w = "layers.1.attn.wo.weight";
+  assert.notDeepEqual(off.model.store.get(w).data, on.model.store.get(w).data); // MTP's gradient reaches the trunk
+  // Without MTP: nothing reported, and no MTP tensors.
+  const none = new Trainer({ config: micro((c) => { c.model.mtp.depth = 0; }), recipe: "fp8", seed: 2 });
+  const n = none.trainStep();
+  assert.equal(n.mtpLosses.length, 0);
+  assert.ok(Number.isNaN(n.mtpLoss));
+  assert.equal(n.loss, r[0].loss); // same main model, same initialization, same batch → same first loss
+  assert.ok(!none.model.store.has("mtp.1.eh_proj.weight"));
+});
+
 test("bad configs are rejected with the reason, before training", () => {
   assert.throws(() => validateConfig({ ...presetConfig("tiny"), extra: 1 }), /Unrecognized key/);
   assert.throws(
@@ -70,4 +101,11 @@ test("bad configs are rejected with the reason, before training", () => {
   assert.throws(() => validateConfig(micro((c) => { c.model.dModel = 96; }), "fp8"), /model\.dModel: 96 is not a multiple of 128/);
   assert.doesNotThrow(() => validateConfig(micro((c) => { c.model.dModel = 96; }), "bf16"));
   assert.throws(() => new Trainer({ config: micro((c) => { c.model.moe.topK = 9; }), recipe: "fp8", seed: 1 }), /topK/);
+  assert.throws(() => validateConfig(micro((c) => { c.model.mtp.depth = 32; })), /model\.mtp\.depth: must be less than seqLen \(32\)/);
+  assert.throws(() => validateConfig(micro((c) => { c.train.mtpLambda = { kind: "piecewise", points: [[0, 0.3], [0, 0.1]] }; })), /train\.mtpLambda/);
+  // Configs written before MTP (no model.mtp) still load, with MTP off.
+  const old = micro() as unknown as { model: Record<string, unknown>; train: Record<string, unknown> };
+  delete old.model.mtp;
+  delete old.train.mtpLambda;
+  assert.equal(validateConfig(old).model.mtp.depth, 0);
 });

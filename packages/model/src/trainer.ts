@@ -2,10 +2,11 @@
 // exact save/resume. Same seed, config, recipe and data → the same losses bit for bit on the CPU backend;
 // a run resumed from the state saved at step k continues exactly as the uninterrupted run.
 
+import { type LambdaSchedule, lambdaAt } from "@octet/mtp";
 import { AuxFreeBalancer } from "@octet/router";
 import type { Backend } from "./backend/backend.js";
 import { CpuBackend } from "./backend/cpu.js";
-import { type Config, type RecipeName, validateConfig } from "./config.js";
+import { type Config, type RecipeName, mtpLambdaSchedule, validateConfig } from "./config.js";
 import { BatchLoader, type BatchLoaderPosition, evalBatches, syntheticCorpus } from "./data/index.js";
 import { Transformer } from "./model.js";
 import { AdamW, clipGradNorm, learningRate } from "./optim.js";
@@ -29,7 +30,14 @@ export function loadDataset(config: Config): Dataset {
 
 export interface StepReport {
   step: number;
+  /** The main model's next-token loss (the MTP loss is reported apart). */
   loss: number;
+  /** (1/D) Σ_k L_k of the MTP modules (NaN without MTP); the objective was loss + lambda · mtpLoss. */
+  mtpLoss: number;
+  /** L_k per depth (empty without MTP). */
+  mtpLosses: number[];
+  /** λ at this step (0 without MTP). */
+  lambda: number;
   lr: number;
   gradNorm: number;
   tokens: number;
@@ -55,6 +63,8 @@ export class Trainer {
   readonly model: Transformer;
   readonly optimizer: AdamW;
   readonly loader: BatchLoader;
+  /** λ of the MTP loss per step (model.mtp.depth > 0). */
+  readonly mtpLambda: LambdaSchedule;
   step = 0;
 
   constructor(opts: TrainerOptions) {
@@ -69,15 +79,18 @@ export class Trainer {
     this.model = new Transformer(this.config.model, opts.recipe, this.be, opts.seed);
     this.optimizer = new AdamW(this.model.store.all(), this.config.train, this.be);
     this.loader = new BatchLoader(this.data.train, { batchSize: this.config.train.batchSize, seqLen: this.config.model.seqLen, seed: opts.seed });
+    this.mtpLambda = mtpLambdaSchedule(this.config.train);
   }
 
   trainStep(): StepReport {
     const t0 = performance.now();
     const batch = this.loader.next();
     this.model.store.zeroGrads();
-    const loss = this.model.forward(batch.inputs, batch.targets, true);
-    if (!Number.isFinite(loss)) throw new Error(`loss is ${loss} at step ${this.step}`);
-    this.model.backward();
+    const f = this.model.forward(batch.inputs, batch.targets, true);
+    const lambda = this.model.mtp ? lambdaAt(this.mtpLambda, this.step) : 0;
+    const loss = f.loss;
+    if (!Number.isFinite(loss) || (this.model.mtp && !Number.isFinite(f.mtpLoss))) throw new Error(`loss is ${loss} (MTP ${f.mtpLoss}) at step ${this.step}`);
+    this.model.backward(lambda); // ∇(L_main + λ · (1/D) Σ_k L_k)
     const gradNorm = clipGradNorm(this.model.store.all(), this.config.train.gradClip, this.be);
     const lr = learningRate(this.config.train, this.step);
     this.optimizer.update(lr);
@@ -93,19 +106,34 @@ export class Trainer {
       moe.updateBias();
     }
     this.step++;
-    return { step: this.step, loss, lr, gradNorm, tokens: batch.inputs.length, ms: performance.now() - t0, maxLoadRatio };
+    return {
+      step: this.step, loss, mtpLoss: f.mtpLoss, mtpLosses: f.mtpLosses, lambda,
+      lr, gradNorm, tokens: batch.inputs.length, ms: performance.now() - t0, maxLoadRatio,
+    };
   }
 
-  /** Mean loss over the first evalBatches batches of the validation split (deterministic windows). */
+  /** Mean main-model loss over the first evalBatches batches of the validation split (deterministic windows). */
   evaluate(maxBatches = this.config.train.evalBatches): number {
+    return this.evaluateAll(maxBatches, false).loss;
+  }
+
+  /** Validation losses: the main model's and, with MTP (withMtp), each depth's L_k, token-weighted means. */
+  evaluateAll(maxBatches = this.config.train.evalBatches, withMtp = true): { loss: number; mtpLosses: number[] } {
     let total = 0;
     let count = 0;
-    for (const b of evalBatches(this.data.val, { batchSize: this.config.train.batchSize, seqLen: this.config.model.seqLen, maxBatches })) {
-      const loss = this.model.forward(b.inputs, b.targets, false);
-      total += loss * b.inputs.length;
+    const D = withMtp && this.model.mtp ? this.model.mtp.depth : 0;
+    const mtpTotal = new Array<number>(D).fill(0);
+    let mtpRows = 0; // per sequence-batch: batch·(T − k) positions at depth k
+    const T = this.config.model.seqLen;
+    for (const b of evalBatches(this.data.val, { batchSize: this.config.train.batchSize, seqLen: T, maxBatches })) {
+      const f = this.model.forward(b.inputs, b.targets, false, D > 0);
+      total += f.loss * b.inputs.length;
       count += b.inputs.length;
+      const batch = b.inputs.length / T;
+      f.mtpLosses.forEach((l, k) => { mtpTotal[k] += l * batch * (T - k - 1); });
+      mtpRows += batch;
     }
-    return total / count;
+    return { loss: total / count, mtpLosses: mtpTotal.map((s, k) => s / (mtpRows * (T - k - 1))) };
   }
 
   exportState(): TrainingState {

@@ -187,3 +187,26 @@ test("MTP: bad construction and inputs are refused naming the problem", () => {
   assert.throws(() => mtp.forward(bad), /token 99 at \d+ is outside \[0, 7\)/);
   assert.throws(() => mtp.backward(mtp.forward(batch).cache, NaN), /weight must be a finite number/);
 });
+
+test("MTP predict: module k's logits are the ones its loss scores (depth 1 and 2), and bad arguments throw", () => {
+  const { mtp, batch } = setup(2);
+  const f = mtp.forward(batch);
+  for (const depth of [1, 2]) {
+    const logits = mtp.predict({ hidden: batch.hidden, inputs: batch.inputs, batch: B, seqLen: T }, depth);
+    const len = T - depth;
+    assert.equal(logits.length, B * len * V);
+    // Mean cross-entropy of these logits against x_{i+depth+1} equals L_depth.
+    let sum = 0;
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < len; i++) {
+        const row = logits.subarray((b * len + i) * V, (b * len + i + 1) * V);
+        const mx = Math.max(...row);
+        const lse = mx + Math.log(row.reduce((s, l) => s + Math.exp(l - mx), 0));
+        sum += lse - row[batch.targets[b * T + i + depth]];
+      }
+    }
+    assert.ok(Math.abs(sum / (B * len) - f.losses[depth - 1]) < 1e-5, `depth ${depth}: ${sum / (B * len)} vs ${f.losses[depth - 1]}`);
+  }
+  assert.throws(() => mtp.predict({ hidden: batch.hidden, inputs: batch.inputs, batch: B, seqLen: T }, 3), /depth must be an integer in 1\.\.2/);
+  assert.throws(() => mtp.predict({ hidden: batch.hidden.subarray(1), inputs: batch.inputs, batch: B, seqLen: T }), /hidden must be a Float32Array/);
+});

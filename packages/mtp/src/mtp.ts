@@ -232,30 +232,62 @@ export class MultiTokenPrediction {
     const losses: number[] = [];
     let prev = hidden; // h^{k−1}, rows b·(T−k+1) + i
     for (let k = 1; k <= D; k++) {
-      const len = T - k;
-      const prevLen = T - k + 1;
-      const rows = B * len;
-      const h = new Float32Array(rows * d);
-      const embTokens = new Int32Array(rows);
-      const tgt = new Int32Array(rows);
-      for (let b = 0; b < B; b++) {
-        h.set(prev.subarray(b * prevLen * d, (b * prevLen + len) * d), b * len * d);
-        for (let i = 0; i < len; i++) {
-          embTokens[b * len + i] = inputs[b * T + i + k];
-          tgt[b * len + i] = targets[b * T + i + k];
-        }
-      }
-      const emb = this.embedding.lookup(embTokens);
-      const { out, cache: module } = this.modules[k - 1].forward(emb, h, { batch: B, seqLen: len });
-      const { logits, cache: head } = this.head.forward(out, rows);
+      const step = this.runDepth(k, prev, inputs, B, T);
+      const { len, rows } = step;
+      const tgt = new Int32Array(rows); // x_{i+k+1} = targets[i + k]
+      for (let b = 0; b < B; b++) for (let i = 0; i < len; i++) tgt[b * len + i] = targets[b * T + i + k];
       // The gradient is of (1/D)·L_k; backward scales it by λ.
-      const { loss, dLogits } = softmaxCrossEntropy(logits, tgt, rows, V, 1 / D);
+      const { loss, dLogits } = softmaxCrossEntropy(step.logits, tgt, rows, V, 1 / D);
       losses.push(loss);
-      depths.push({ len, embTokens, module, head, dLogits });
-      prev = out;
+      depths.push({ len, embTokens: step.embTokens, module: step.module, head: step.head, dLogits });
+      prev = step.out;
     }
     const loss = losses.reduce((s, l) => s + l, 0) / D;
     return { losses, loss, positions: depths.map((c) => B * c.len), cache: { batch: B, seqLen: T, depths, used: false } };
+  }
+
+  /**
+   * Module k on h^{k−1} (rows b·(T−k+1) + i): its first T − k rows per sequence with the embeddings of
+   * x_{i+k} = inputs[i + k], then the shared head. Returns h^k, the logits [B·(T−k), V] and the caches.
+   */
+  private runDepth(k: number, prev: Float32Array, inputs: Int32Array, B: number, T: number) {
+    const d = this.dim;
+    const len = T - k;
+    const prevLen = T - k + 1;
+    const rows = B * len;
+    const h = new Float32Array(rows * d); // [B·(T−k), d]
+    const embTokens = new Int32Array(rows);
+    for (let b = 0; b < B; b++) {
+      h.set(prev.subarray(b * prevLen * d, (b * prevLen + len) * d), b * len * d);
+      for (let i = 0; i < len; i++) embTokens[b * len + i] = inputs[b * T + i + k];
+    }
+    const emb = this.embedding.lookup(embTokens);
+    const { out, cache: module } = this.modules[k - 1].forward(emb, h, { batch: B, seqLen: len });
+    const { logits, cache: head } = this.head.forward(out, rows);
+    return { len, rows, embTokens, out, module, head, logits };
+  }
+
+  /**
+   * Inference: the logits [batch·(seqLen − depth), V] of module `depth` (default 1), row b·(seqLen −
+   * depth) + i predicting x_{i+depth+1} from h^0 up to position i and inputs[i+1..i+depth]. Module 1's
+   * argmax is the speculative draft of the token after next. No loss, nothing kept for backward.
+   */
+  predict(input: Omit<MtpBatch, "targets">, depth = 1): Float32Array {
+    const { hidden, inputs, batch: B, seqLen: T } = input;
+    if (!Number.isInteger(depth) || depth < 1 || depth > this.depth) throw new RangeError(`MultiTokenPrediction.predict: depth must be an integer in 1..${this.depth}, got ${depth}`);
+    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T <= depth) throw new RangeError(`MultiTokenPrediction.predict: need batch ≥ 1 and seqLen > ${depth}, got ${B} and ${T}`);
+    if (!(hidden instanceof Float32Array) || hidden.length !== B * T * this.dim) {
+      throw new RangeError(`MultiTokenPrediction.predict: hidden must be a Float32Array of batch·seqLen·dim = ${B * T * this.dim}, got ${hidden?.length}`);
+    }
+    if (!(inputs instanceof Int32Array) || inputs.length !== B * T) throw new RangeError(`MultiTokenPrediction.predict: inputs must be an Int32Array of batch·seqLen = ${B * T}, got ${inputs?.length}`);
+    let prev = hidden;
+    let logits: Float32Array = new Float32Array(0);
+    for (let k = 1; k <= depth; k++) {
+      const step = this.runDepth(k, prev, inputs, B, T);
+      prev = step.out;
+      logits = step.logits;
+    }
+    return logits;
   }
 
   /**

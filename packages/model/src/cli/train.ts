@@ -22,7 +22,7 @@ try {
   const config = checkedConfig(resolveConfig(o.config), recipe, o.steps);
   const tty = process.stdout.isTTY === true;
   const bar = tty
-    ? new cliProgress.SingleBar({ format: "step {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {eta_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic)
+    ? new cliProgress.SingleBar({ format: "step {value}/{total} | loss {loss} | mtp {mtp} | val {val} | {tps} tok/s | ETA {eta_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic)
     : null;
   let started = false;
   let lastVal = "-";
@@ -31,15 +31,16 @@ try {
     config, recipe, seed: o.seed, outDir: o.out, resume: o.resume,
     onStep: (r) => {
       if (bar) {
-        if (!started) { bar.start(config.train.steps, r.step - 1, { loss: "-", val: lastVal, tps: "-" }); started = true; }
-        bar.update(r.step, { loss: r.loss.toFixed(4), val: lastVal, tps: r.tokensPerSec.toFixed(0) });
+        if (!started) { bar.start(config.train.steps, r.step - 1, { loss: "-", mtp: "-", val: lastVal, tps: "-" }); started = true; }
+        bar.update(r.step, { loss: r.loss.toFixed(4), mtp: r.mtpLosses.length ? r.mtpLoss.toFixed(4) : "off", val: lastVal, tps: r.tokensPerSec.toFixed(0) });
       } else if (r.step % logEvery === 0) {
-        printJson({ type: "step", step: r.step, loss: r.loss, lr: r.lr, tokensPerSec: Math.round(r.tokensPerSec), etaSec: Math.round(r.etaSec) });
+        const mtp = r.mtpLosses.length ? { mtpLoss: r.mtpLoss, lambda: r.lambda } : {};
+        printJson({ type: "step", step: r.step, loss: r.loss, ...mtp, lr: r.lr, tokensPerSec: Math.round(r.tokensPerSec), etaSec: Math.round(r.etaSec) });
       }
     },
-    onEval: (step, valLoss) => {
+    onEval: (step, valLoss, valMtpLoss) => {
       lastVal = valLoss.toFixed(4);
-      if (!bar) printJson({ type: "eval", step, valLoss });
+      if (!bar) printJson({ type: "eval", step, valLoss, ...(Number.isNaN(valMtpLoss) ? {} : { valMtpLoss }) });
     },
   });
   bar?.stop();

@@ -10,8 +10,11 @@ import { Linear } from "./linear.js";
 import { RMSNorm } from "./rmsnorm.js";
 
 export interface AttentionLayer {
-  /** xn [B·T, C] → y [B·T, C]; with save false, provideInput(xn) must come before backward. */
-  forward(xn: Float32Array, batch: number, save: boolean): Float32Array;
+  /**
+   * xn [B·T, C] → y [B·T, C], T = seqLen (the config's by default; an MTP block at depth k runs on
+   * T − k positions); with save false, provideInput(xn) must come before backward.
+   */
+  forward(xn: Float32Array, batch: number, save: boolean, seqLen?: number): Float32Array;
   provideInput(xn: Float32Array): void;
   backward(dy: Float32Array): Float32Array;
   readonly canRecompute: boolean;
@@ -20,6 +23,7 @@ export interface AttentionLayer {
 
 interface Dims {
   batch: number;
+  seqLen: number;
   tokens: number;
 }
 
@@ -47,8 +51,8 @@ export class MultiHeadAttention implements AttentionLayer {
     return this.wq.canRecompute;
   }
 
-  forward(xn: Float32Array, batch: number, save: boolean): Float32Array {
-    const { seqLen: T, nHeads: H, ropeTheta } = this.cfg;
+  forward(xn: Float32Array, batch: number, save: boolean, T = this.cfg.seqLen): Float32Array {
+    const { nHeads: H, ropeTheta } = this.cfg;
     const D = this.headDim;
     const N = batch * T;
     const q = this.wq.forward(xn, N, save); // [B·T, H, D]
@@ -58,7 +62,7 @@ export class MultiHeadAttention implements AttentionLayer {
     this.be.rope(k, N, T, H, D, 0, D, ropeTheta, false);
     const shape: AttentionShape = { batch, seqLen: T, heads: H, qkDim: D, vDim: D, scale: 1 / Math.sqrt(D) };
     const { out, probs } = this.be.attentionForward(q, k, v, shape); // [B·T, H·D]
-    this.saved = { q, k, v, probs, shape, dims: { batch, tokens: N } };
+    this.saved = { q, k, v, probs, shape, dims: { batch, seqLen: T, tokens: N } };
     return this.wo.forward(out, N);
   }
 
@@ -70,9 +74,9 @@ export class MultiHeadAttention implements AttentionLayer {
   backward(dy: Float32Array): Float32Array {
     const { q, k, v, probs, shape, dims } = this.saved!;
     this.saved = null;
-    const { seqLen: T, nHeads: H, ropeTheta } = this.cfg;
+    const { nHeads: H, ropeTheta } = this.cfg;
     const D = this.headDim;
-    const N = dims.tokens;
+    const { tokens: N, seqLen: T } = dims;
     const dOut = this.wo.backward(dy, N); // [B·T, H·D]
     const { dq, dk, dv } = this.be.attentionBackward(dOut, q, k, v, probs, shape);
     this.be.rope(dq, N, T, H, D, 0, D, ropeTheta, true); // a rotation's transpose is its inverse
@@ -157,8 +161,8 @@ export class MultiHeadLatentAttention implements AttentionLayer {
   }
 
   /** Up-project the latents into per-head q [N, H, dn+dr], k [N, H, dn+dr], v [N, H, dv]. */
-  private upProject(cqn: Float32Array, ckvn: Float32Array, kr: Float32Array, N: number, save: boolean) {
-    const { seqLen: T, nHeads: H, ropeTheta } = this.cfg;
+  private upProject(cqn: Float32Array, ckvn: Float32Array, kr: Float32Array, N: number, T: number, save: boolean) {
+    const { nHeads: H, ropeTheta } = this.cfg;
     const { dn, dr, dv } = this;
     const dqk = dn + dr;
     const q = this.wqB.forward(cqn, N, save); // [N, H, dn+dr]
@@ -178,8 +182,8 @@ export class MultiHeadLatentAttention implements AttentionLayer {
     return { q, k, v };
   }
 
-  forward(xn: Float32Array, batch: number, save: boolean): Float32Array {
-    const { seqLen: T, nHeads: H, ropeTheta } = this.cfg;
+  forward(xn: Float32Array, batch: number, save: boolean, T = this.cfg.seqLen): Float32Array {
+    const { nHeads: H, ropeTheta } = this.cfg;
     const { dn, dr, dv, kvr } = this;
     const N = batch * T;
     let cq: Float32Array | null = null;
@@ -200,10 +204,10 @@ export class MultiHeadLatentAttention implements AttentionLayer {
     this.be.rope(kr, N, T, 1, dr, 0, dr, ropeTheta, false);
     const ckvn = this.kvNorm.forward(ckv, N); // [N, kvr]
     const recompute = this.recomputeUp;
-    const { q, k, v } = this.upProject(cqn, ckvn, kr, N, !recompute);
+    const { q, k, v } = this.upProject(cqn, ckvn, kr, N, T, !recompute);
     const shape: AttentionShape = { batch, seqLen: T, heads: H, qkDim: dn + dr, vDim: dv, scale: 1 / Math.sqrt(dn + dr) };
     const { out, probs } = this.be.attentionForward(q, k, v, shape); // [N, H·dv]
-    this.saved = { dims: { batch, tokens: N }, shape, probs, cq, ckv, kr, qkv: recompute ? null : { q, k, v }, xn: this.wqA ? null : xn };
+    this.saved = { dims: { batch, seqLen: T, tokens: N }, shape, probs, cq, ckv, kr, qkv: recompute ? null : { q, k, v }, xn: this.wqA ? null : xn };
     return this.wo.forward(out, N);
   }
 
@@ -217,13 +221,13 @@ export class MultiHeadLatentAttention implements AttentionLayer {
   backward(dy: Float32Array): Float32Array {
     const s = this.saved!;
     this.saved = null;
-    const { seqLen: T, nHeads: H, ropeTheta } = this.cfg;
+    const { nHeads: H, ropeTheta } = this.cfg;
     const { dn, dr, dv, kvr } = this;
     const dqk = dn + dr;
-    const N = s.dims.tokens;
+    const { tokens: N, seqLen: T } = s.dims;
     const dOut = this.wo.backward(dy, N); // [N, H·dv]
     // The up-projections' inputs (normalized latents) are recomputed from the kept latents.
-    const qkv = s.qkv ?? this.upProject(this.qNorm ? this.qNorm.recompute() : s.xn!, this.kvNorm.recompute(), s.kr, N, true);
+    const qkv = s.qkv ?? this.upProject(this.qNorm ? this.qNorm.recompute() : s.xn!, this.kvNorm.recompute(), s.kr, N, T, true);
     const { dq, dk, dv: dV } = this.be.attentionBackward(dOut, qkv.q, qkv.k, qkv.v, s.probs, s.shape);
     // q: undo RoPE on the rope part, then through W_uq and the q norm.
     this.be.rope(dq, N, T, H, dqk, dn, dr, ropeTheta, true);
