@@ -61,3 +61,4 @@ export {
   type BatchLoaderPosition,
   type EvalBatchOptions,
 } from "./data/index.js";
+export { measureAcceptance, speculativeModels, type AcceptanceMeasurement } from "./speculative.js";
