@@ -1,0 +1,42 @@
+// Messages between a job's training thread (train-thread.ts) and the worker's main thread (job.ts).
+// Training runs in its own thread so the main event loop stays free for what must never wait on a step:
+// BullMQ lock renewal, the cancel subscription, heartbeats, and the gRPC streams of checkpoints and EMA pushes
+// (HTTP/2 flow control needs event-loop turns; on the training thread a checkpoint would take one step per window).
+
+import type { JobSpec } from "@octet/jobs";
+import type { Config } from "@octet/model";
+
+/** A tensor crossing threads: its bytes in their own (transferred) ArrayBuffer. */
+export interface WireTensor {
+  name: string;
+  dtype: string;
+  shape: number[];
+  data: Uint8Array;
+}
+
+/** Index of the shared Int32 control words. */
+export const CTRL_STOP = 0;
+/** Non-zero while the main thread still stages the previous checkpoint (the thread skips a periodic one). */
+export const CTRL_SAVE_BUSY = 1;
+export const CTRL_WORDS = 2;
+
+export interface ThreadInit {
+  spec: JobSpec;
+  config: Config;
+  /** The submitted spec named its data (else the config's data seed is used for the synthetic corpus). */
+  specHadData: boolean;
+  /** The restored state (tensors + the model's metadata), or null for a fresh start. */
+  restore: { tensors: WireTensor[]; meta: Record<string, unknown> } | null;
+  /** Shared control words (Int32Array over a SharedArrayBuffer of CTRL_WORDS). */
+  control: SharedArrayBuffer;
+  /** Push the parameters every this many steps (0: no EMA). */
+  emaEvery: number;
+}
+
+export type ThreadMessage =
+  | { type: "ready"; step: number; params: { name: string; shape: number[] }[]; entropyRate: number | null; unigramEntropy: number | null }
+  | { type: "step"; step: number; loss: number; tokens: number; ms: number; valLoss?: number }
+  | { type: "ema"; step: number; names: string[]; arrays: Float32Array[] }
+  | { type: "checkpoint"; step: number; tensors: WireTensor[]; meta: string; loss: number | null; valLoss: number | null }
+  | { type: "end"; reason: "done" | "stopped"; step: number; loss: number | null; valLoss: number | null; final: { tensors: WireTensor[]; meta: string } | null }
+  | { type: "error"; message: string; unrecoverable: boolean };
