@@ -14,7 +14,9 @@ async function main(): Promise<void> {
     if (!err.code?.startsWith("commander.")) process.stderr.write(`octet-checkpointer: ${err.message}\n`);
     process.exit(2);
   }
-  await startCheckpointServer({ ...config, handleSignals: true });
+  const started = await startCheckpointServer({ ...config, handleSignals: true });
+  // One JSON line on stdout for scripts and launchers: ready, where it listens, where the checkpoints go.
+  process.stdout.write(`${JSON.stringify({ event: "ready", grpc: started.address, port: started.port, storage: started.store.storage.location })}\n`);
 }
 
 main().catch((e: unknown) => {
