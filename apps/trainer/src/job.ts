@@ -10,7 +10,19 @@ import { type Job, UnrecoverableError } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "./log.js";
 import { CTRL_SAVE_BUSY, CTRL_STOP, CTRL_WORDS, type ThreadInit, type ThreadMessage, type WireTensor } from "./protocol.js";
-import { META_EMA, META_MODEL, META_TRAINER, emaFromTensors, emaToTensors, parseTrainerRecord, tensorsToState, type TrainerRecord } from "./state.js";
+import {
+  type CurveArrays,
+  META_EMA,
+  META_MODEL,
+  META_TRAINER,
+  curveFromTensors,
+  curveToTensors,
+  emaFromTensors,
+  emaToTensors,
+  parseTrainerRecord,
+  tensorsToState,
+  type TrainerRecord,
+} from "./state.js";
 
 /** gRPC status codes used here. */
 const NOT_FOUND = 5;
@@ -130,6 +142,55 @@ class ProgressReporter {
   }
 }
 
+/** Every point of the run's curve so far (restored + this attempt), kept to be saved with each checkpoint. */
+class CurveLog {
+  private n = 0;
+  private a: CurveArrays = { step: new Uint32Array(64), loss: new Float64Array(64), valLoss: new Float64Array(64), tokensPerSec: new Float32Array(64) };
+
+  static from(c: CurveArrays | null, upTo: number): CurveLog {
+    const log = new CurveLog();
+    if (c) for (let i = 0; i < c.step.length; i++) if (c.step[i] <= upTo) log.add({ step: c.step[i], loss: c.loss[i], ...(Number.isNaN(c.valLoss[i]) ? {} : { valLoss: c.valLoss[i] }), tokensPerSec: c.tokensPerSec[i] });
+    return log;
+  }
+
+  get length(): number {
+    return this.n;
+  }
+
+  add(p: CurvePoint): void {
+    if (this.n === this.a.step.length) {
+      const grow = <T extends Uint32Array | Float64Array | Float32Array>(x: T): T => {
+        const y = new (x.constructor as new (n: number) => T)(x.length * 2);
+        y.set(x);
+        return y;
+      };
+      this.a = { step: grow(this.a.step), loss: grow(this.a.loss), valLoss: grow(this.a.valLoss), tokensPerSec: grow(this.a.tokensPerSec) };
+    }
+    this.a.step[this.n] = p.step;
+    this.a.loss[this.n] = p.loss;
+    this.a.valLoss[this.n] = p.valLoss ?? NaN;
+    this.a.tokensPerSec[this.n] = p.tokensPerSec ?? 0;
+    this.n++;
+  }
+
+  /** The points up to `step`, as arrays (copies). */
+  upTo(step: number): CurveArrays {
+    let k = this.n;
+    while (k > 0 && this.a.step[k - 1] > step) k--;
+    return { step: this.a.step.slice(0, k), loss: this.a.loss.slice(0, k), valLoss: this.a.valLoss.slice(0, k), tokensPerSec: this.a.tokensPerSec.slice(0, k) };
+  }
+
+  points(): CurvePoint[] {
+    const out: CurvePoint[] = [];
+    for (let i = 0; i < this.n; i++) {
+      const p: CurvePoint = { step: this.a.step[i], loss: this.a.loss[i], tokensPerSec: this.a.tokensPerSec[i] };
+      if (!Number.isNaN(this.a.valLoss[i])) p.valLoss = this.a.valLoss[i];
+      out.push(p);
+    }
+    return out;
+  }
+}
+
 /** The job's curve: points buffered and RPUSHed to keys.curve(jobId) in batches (one write in flight). */
 class CurveWriter {
   private buf: CurvePoint[] = [];
@@ -144,22 +205,25 @@ class CurveWriter {
     private readonly log: Logger,
   ) {}
 
-  /** Keeps the points at or before `step` (all of them gone when step is 0): the curve of the state resumed. */
-  async reset(step: number): Promise<void> {
-    if (step <= 0) {
-      await this.redis.del(this.key);
-      return;
+  /**
+   * Makes the list the curve of the state resumed: exactly `points` when the checkpoint carried its curve,
+   * else what the list holds up to `step` (all of it gone when step is 0).
+   */
+  async reset(step: number, points: CurvePoint[] | null): Promise<void> {
+    let keep: string[];
+    if (points) keep = points.map((p) => JSON.stringify(p));
+    else if (step <= 0) keep = [];
+    else {
+      keep = (await this.redis.lrange(this.key, 0, -1)).filter((s) => {
+        try {
+          return (JSON.parse(s) as CurvePoint).step <= step;
+        } catch {
+          return false;
+        }
+      });
     }
-    const raw = await this.redis.lrange(this.key, 0, -1);
-    const keep = raw.filter((s) => {
-      try {
-        return (JSON.parse(s) as CurvePoint).step <= step;
-      } catch {
-        return false;
-      }
-    });
     const m = this.redis.multi().del(this.key);
-    if (keep.length) m.rpush(this.key, ...keep);
+    for (let i = 0; i < keep.length; i += 10_000) m.rpush(this.key, ...keep.slice(i, i + 10_000));
     await m.exec();
   }
 
@@ -500,6 +564,8 @@ export class JobRun {
       let record: TrainerRecord | null = null;
       let restoredEma: EmaState | null = null;
       let restore: ThreadInit["restore"] = null;
+      let curveLog = new CurveLog();
+      let restoredCurve = false;
       let loaded;
       try {
         loaded = await env.checkpointer.loadLatestValid(this.run);
@@ -521,12 +587,15 @@ export class JobRun {
         resumedFrom = loaded.info.step;
         record = parseTrainerRecord(loaded.metadata);
         restoredEma = emaFromTensors(loaded.tensors, loaded.metadata);
+        const c = curveFromTensors(loaded.tensors);
+        curveLog = CurveLog.from(c, loaded.info.step);
+        restoredCurve = c !== null;
         writer.lastIssued = loaded.info.step;
         writer.lastDurable = { step: loaded.info.step, path: writer.path(loaded.info.step) };
         this.log.info("restoring", { step: resumedFrom, emaStep: restoredEma?.metadata.step ?? null });
       }
       this.step = resumedFrom ?? 0;
-      await curve.reset(resumedFrom ?? 0);
+      await curve.reset(resumedFrom ?? 0, restoredCurve ? curveLog.points() : null);
 
       // The training thread.
       const emaWanted = spec.ema.enabled && env.emaAddress !== null;
@@ -556,7 +625,7 @@ export class JobRun {
         const rec: TrainerRecord = { jobId: this.jobId, attempt: this.attempt, workerId: env.workerId, loss: finiteOrNull(lastLoss), valLoss: finiteOrNull(valLoss), emaStep: null };
         const link = ema;
         Atomics.store(control, CTRL_SAVE_BUSY, 1);
-        const p = writer.save(step, wireToTensors(w.tensors), { [META_MODEL]: w.meta, [META_TRAINER]: JSON.stringify(rec) }, async () => {
+        const p = writer.save(step, [...wireToTensors(w.tensors), ...curveToTensors(curveLog.upTo(step))], { [META_MODEL]: w.meta, [META_TRAINER]: JSON.stringify(rec) }, async () => {
           const snap = link ? await link.snapshot(emaStep, deadlineMs) : null;
           if (!snap) return null;
           const e = emaToTensors(snap);
@@ -606,6 +675,7 @@ export class JobRun {
                 point.valLoss = m.valLoss;
               }
               curve.add(point, m.valLoss !== undefined);
+              curveLog.add(point);
               reporter.update({ step: m.step, loss: finiteOrNull(m.loss), valLoss: finiteOrNull(valLoss), tokensPerSec: ms > 0 ? (tokens / ms) * 1000 : 0 }, m.valLoss !== undefined);
               break;
             }

@@ -12,6 +12,8 @@ export const META_TRAINER = "octet.trainer";
 export const META_EMA = "octet.ema";
 /** Prefix of the EMA tensors ("ema/<parameter name>", float32). */
 export const EMA_PREFIX = "ema/";
+/** Prefix of the curve tensors (curve/step U32, curve/loss F64, curve/val_loss F64 with NaN for none, curve/tokens_per_sec F32). */
+export const CURVE_PREFIX = "curve/";
 
 /** What the trainer records beside the model state. */
 export interface TrainerRecord {
@@ -73,7 +75,7 @@ export function tensorsToState(tensors: readonly Tensor[], metadata: Record<stri
   const meta = JSON.parse(raw) as Record<string, unknown>;
   const map = new Map<string, NamedTensor>();
   for (const t of tensors) {
-    if (t.name.startsWith(EMA_PREFIX)) continue;
+    if (t.name.startsWith(EMA_PREFIX) || t.name.startsWith(CURVE_PREFIX)) continue;
     map.set(t.name, { dtype: t.dtype as TensorDtype, shape: [...t.shape], data: typed(t.dtype, t.data) });
   }
   return { tensors: map, meta };
@@ -108,4 +110,36 @@ export function emaFromTensors(tensors: readonly Tensor[], metadata: Record<stri
 export function parseTrainerRecord(metadata: Record<string, string>): TrainerRecord | null {
   const raw = metadata[META_TRAINER];
   return raw === undefined ? null : (JSON.parse(raw) as TrainerRecord);
+}
+
+/** A run's curve up to a step: every training step's loss, the validation loss where evaluated. */
+export interface CurveArrays {
+  step: Uint32Array;
+  loss: Float64Array;
+  /** NaN where the step had no evaluation. */
+  valLoss: Float64Array;
+  tokensPerSec: Float32Array;
+}
+
+/** The curve as checkpoint tensors, so a resumed attempt rebuilds it exactly (whatever reached Redis or not). */
+export function curveToTensors(c: CurveArrays): Tensor[] {
+  const n = c.step.length;
+  const t = (name: string, dtype: Tensor["dtype"], a: Uint32Array | Float64Array | Float32Array): Tensor => ({ name: `${CURVE_PREFIX}${name}`, dtype, shape: [n], data: copyBytes(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)) });
+  return [t("step", "U32", c.step), t("loss", "F64", c.loss), t("val_loss", "F64", c.valLoss), t("tokens_per_sec", "F32", c.tokensPerSec)];
+}
+
+/** The curve stored in a checkpoint, or null when it has none. */
+export function curveFromTensors(tensors: readonly Tensor[]): CurveArrays | null {
+  const get = (name: string) => tensors.find((t) => t.name === `${CURVE_PREFIX}${name}`);
+  const s = get("step");
+  const l = get("loss");
+  const v = get("val_loss");
+  const p = get("tokens_per_sec");
+  if (!s || !l || !v || !p) return null;
+  const step = new Uint32Array(copyBytes(s.data).buffer);
+  const loss = new Float64Array(copyBytes(l.data).buffer);
+  const valLoss = new Float64Array(copyBytes(v.data).buffer);
+  const tokensPerSec = new Float32Array(copyBytes(p.data).buffer);
+  if (loss.length !== step.length || valLoss.length !== step.length || tokensPerSec.length !== step.length) throw new RangeError("checkpoint curve tensors differ in length");
+  return { step, loss, valLoss, tokensPerSec };
 }

@@ -8,6 +8,7 @@ import { SlotPool } from "./slots.js";
 import { EMA_PREFIX, META_EMA, META_MODEL, emaFromTensors, emaToTensors, stateToTensors, tensorsToState } from "./state.js";
 
 test("parseNvidiaSmi reads index, name (commas included) and memory", () => {
+  // The first line is verbatim what nvidia-smi printed on an H100 host for these arguments.
   const out = "0, NVIDIA H100 80GB HBM3, 81559\n1, NVIDIA H100 80GB HBM3, 81559\n\n";
   assert.deepEqual(parseNvidiaSmi(out), [
     { index: 0, name: "NVIDIA H100 80GB HBM3", memoryMiB: 81559 },

@@ -84,6 +84,7 @@ export class TrainerWorker extends EventEmitter {
   private tokenSeq = 0;
   private readonly tooBigWarned = new Set<string>();
   private heartbeatInFlight = false;
+  private renewInFlight = false;
 
   private constructor(opts: TrainerWorkerOptions, offer: Offer, log: Logger) {
     super();
@@ -208,11 +209,21 @@ export class TrainerWorker extends EventEmitter {
   }
 
   private async renewLocks(): Promise<void> {
-    for (const [id, r] of this.running) {
+    if (this.renewInFlight) return;
+    this.renewInFlight = true;
+    try {
+      await this.renewLocksOnce();
+    } finally {
+      this.renewInFlight = false;
+    }
+  }
+
+  private async renewLocksOnce(): Promise<void> {
+    for (const [id, r] of [...this.running]) {
       if (r.run.stopReason === "lost") continue;
       try {
         const ok = await r.job.extendLock(r.token, this.opts.lockMs);
-        if (!this.running.has(id)) continue;
+        if (this.running.get(id) !== r) continue;
         if (ok) r.lockMisses = 0;
         else if (++r.lockMisses >= 2) {
           // The lock is gone: the job was moved back (stalled) and may run elsewhere already.
@@ -295,6 +306,13 @@ export class TrainerWorker extends EventEmitter {
       }
       return;
     }
+    const previous = this.running.get(id);
+    if (previous) {
+      // The job came back to this worker while an older attempt of it still winds down here: that attempt's
+      // lock is gone (it stalled, e.g. across a long Redis outage), so it must not write anything more.
+      this.log.warn("job taken again while its previous attempt is still here: that attempt is dropped", { jobId: id });
+      previous.run.requestStop("lost");
+    }
     const run = new JobRun(job, token, spec, slots, {
       workerId: this.id,
       redis: this.redis,
@@ -308,7 +326,7 @@ export class TrainerWorker extends EventEmitter {
     const entry: Running = { run, job, token, slots, spec, done: Promise.resolve(), lockMisses: 0 };
     this.running.set(id, entry);
     const device = this.offer.kind === "gpu" ? { gpus: slots.map((i) => this.offer.gpus[i]?.index ?? i) } : { cpuSlots: slots };
-    this.log.info("job started", { jobId: id, run: run.run, attempt: run.attempt, ...device, time: Date.now() });
+    this.log.info("job started", { jobId: id, run: run.run, attempt: run.attempt, ...device });
     this.emit("job:start", { jobId: id, slots });
     void this.announce().catch(() => undefined);
     entry.done = this.execute(entry);
@@ -324,8 +342,8 @@ export class TrainerWorker extends EventEmitter {
     } catch (e) {
       error = e instanceof Error ? e : new Error(String(e));
     }
-    // Stop renewing before the job leaves this worker.
-    this.running.delete(id);
+    // Stop renewing before the job leaves this worker (unless a newer attempt of it runs here now).
+    if (this.running.get(id) === entry) this.running.delete(id);
     try {
       if (error) {
         if (run.stopReason === "lost") this.log.warn("job failed after its lock was lost; leaving it to its new owner", { jobId: id, err: error });
@@ -346,7 +364,6 @@ export class TrainerWorker extends EventEmitter {
       jobId: id,
       outcome: end,
       step: run.step,
-      time: Date.now(),
       ...(error ? { err: error } : {}),
       ...(outcome?.kind === "completed" ? { loss: outcome.result.loss, valLoss: outcome.result.valLoss, resumedFrom: outcome.result.resumedFrom } : {}),
     });

@@ -304,7 +304,9 @@ export function progressOf(job: Job): JobProgress | null {
 export async function waitFinished(queue: Queue, id: string, timeoutMs = 120_000): Promise<{ state: string; job: Job }> {
   return waitFor(async () => {
     const s = await jobState(queue, id);
-    return s.state === "completed" || s.state === "failed" ? s : null;
+    if (s.state !== "completed" && s.state !== "failed") return null;
+    // Read the job again: the copy read before getState may predate its move to completed/failed.
+    return { state: s.state, job: (await queue.getJob(id))! };
   }, `job ${id} to finish`, timeoutMs, 100);
 }
 
