@@ -1,0 +1,1065 @@
+// Block-scaled FP8 GEMM for Hopper (sm_90a), C = A · Bᵀ with FP32 promotion every 128 of K.
+// Specification: packages/numerics/src/gemm.ts (scaledMatmulReference, accumulation "promoted").
+// Design notes and predictions: packages/numerics/bench/GEMM-NOTES.md.
+//
+// Kernel (one template per tile shape BM x BN, BLOCK_K = 128):
+//   * warpgroups 0 .. BM/64-1 are consumers, the last warpgroup is the producer (one elected thread issues TMA);
+//   * a ring of `stages` shared-memory slots, each one A tile [BM x 128] and one B tile [BN x 128] of e4m3 codes,
+//     written by TMA with the 128-byte swizzle; per slot a "full" mbarrier (TMA transaction bytes) and an
+//     "empty" mbarrier (one arrival per consumer warp);
+//   * each consumer warpgroup owns 64 rows: per k-block it issues 4 x wgmma m64nBNk32 (e4m3 x e4m3 -> f32,
+//     both operands K-major from shared memory), waits, releases the slot, and promotes:
+//     fin += partial * (sa[row] * sb[n-block]) in FP32 registers;
+//   * persistent grid (min(tiles, SMs)); tiles are visited in bands of `group_n` N-tiles (rows fastest inside
+//     a band) so concurrently running CTAs share A and B tiles in L2;
+//   * grouped GEMM (MoE): the M-tiles of all experts form one index space; a tile's expert is found by a
+//     binary search over per-expert tile prefixes held in the kernel parameters;
+//   * edges: TMA zero-fills rows past the tensor; rows past an expert's end read the next expert's rows but
+//     their outputs are never stored; stores are masked per element.
+#include "gemm_sm90.h"
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+namespace {
+
+constexpr int kBlockK = 128;
+constexpr int kMaxExpertsPerLaunch = 256;
+constexpr int kMaxStages = 32;
+// A waiter that has not seen its barrier complete after this long records a hang and stops waiting, so a
+// deadlocked pipeline ends the kernel (with wrong output and a hang record) instead of hanging the process.
+// Register split of the two-consumer kernels (setmaxnreg): 128 x P + 256 x C <= 65536.
+#ifndef OCTET_PRODUCER_REGS
+#define OCTET_PRODUCER_REGS "24"
+#define OCTET_CONSUMER_REGS "240"
+#endif
+#ifndef OCTET_GEMM_SM90_HANG_NS
+#define OCTET_GEMM_SM90_HANG_NS 2000000000ull
+#endif
+
+struct Schedule {
+  int num_experts;   // experts in this launch (>= 1)
+  int expert_base;   // global index of this launch's expert 0 (B rows and sb blocks are offset by it)
+  int M_total;       // rows of A (scale loads are clamped to it)
+  int N, K;
+  int num_kb;        // K / 128
+  int num_nb;        // ceil(N / 128): rows of sb per expert
+  int num_n_tiles, num_m_tiles, num_tiles;
+  int group_n;       // N-tiles per rasterization band
+  int stages;
+  int out_bf16;      // 0: fp32 output, 1: bf16 output
+  int vec_store;     // 1: pairs of columns are stored with one aligned vector store
+  int offsets[kMaxExpertsPerLaunch + 1];      // row range of each expert in A / D: [offsets[e], offsets[e+1])
+  int tile_prefix[kMaxExpertsPerLaunch + 1];  // M-tiles of the experts before e
+};
+
+struct TileCoord {
+  int m0, m_end, n0, expert;
+};
+
+__device__ unsigned int g_hang_count = 0;
+__device__ unsigned long long g_hang_info = 0;
+
+// ------------------------------------------------------------------------------------------------------------
+// PTX wrappers
+// ------------------------------------------------------------------------------------------------------------
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ bool mbar_try_wait(uint32_t bar, uint32_t parity) {
+  uint32_t ok;
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(ok)
+      : "r"(bar), "r"(parity)
+      : "memory");
+  return ok != 0;
+}
+
+__device__ __forceinline__ uint64_t global_timer_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+  return t;
+}
+
+// Waits for the phase of `parity` to complete. `role` (0 producer, 1 consumer) and the slot go into the hang
+// record. After OCTET_GEMM_SM90_HANG_NS, or once another waiter has recorded a hang, it gives up.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity, uint32_t role, uint32_t slot) {
+  if (mbar_try_wait(bar, parity)) return;
+  const uint64_t t0 = global_timer_ns();
+  uint64_t last_check = t0;
+  while (!mbar_try_wait(bar, parity)) {
+    const uint64_t now = global_timer_ns();
+    if (now - last_check > 1000000ull) {  // every ~1 ms: has another thread given up already?
+      last_check = now;
+      if (*reinterpret_cast<volatile unsigned int*>(&g_hang_count) != 0) return;
+    }
+    if (now - t0 > OCTET_GEMM_SM90_HANG_NS) {
+      if (atomicAdd(&g_hang_count, 1u) == 0) {
+        g_hang_info = (static_cast<unsigned long long>(blockIdx.x) << 32) | (static_cast<unsigned long long>(role) << 31) |
+                      (static_cast<unsigned long long>(threadIdx.x) << 16) | (slot << 1) | parity;
+      }
+      return;
+    }
+  }
+}
+
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile(
+      "{\n.reg .b64 st;\n"
+      "mbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar)
+      : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile(
+      "{\n.reg .b64 st;\n"
+      "mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar),
+      "r"(bytes)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+
+__device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// Shared-memory matrix descriptor for a K-major operand in the 128-byte swizzle: rows of 128 bytes, 8-row
+// atoms of 1024 bytes (stride byte offset), leading byte offset unused (one atom spans the instruction's K),
+// layout type 1 = SWIZZLE_128B in bits 62-63. Advancing K by 32 e4m3 elements adds 32 bytes (2 in >>4 units)
+// to the start address; the hardware applies the swizzle on the final address bits, so tiles must be
+// 1024-byte aligned.
+__device__ __forceinline__ uint64_t make_smem_desc(uint32_t addr) {
+  const uint64_t start = (addr >> 4) & 0x3FFFu;
+  const uint64_t sbo = (1024u >> 4) & 0x3FFFu;
+  return start | (sbo << 32) | (1ull << 62);
+}
+
+template <int N>
+struct Wgmma;
+
+// wgmma.mma_async m64nNk32, e4m3 x e4m3 -> f32, A and B from shared memory; kScaleD = 0 overwrites d.
+template <> struct Wgmma<16> {
+  template <int kScaleD>
+  static __device__ __forceinline__ void run(float* d, uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k32.f32.e4m3.e4m3 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7"
+        "}, %8, %9, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+        : "l"(desc_a), "l"(desc_b), "n"(kScaleD));
+  }
+};
+template <> struct Wgmma<32> {
+  template <int kScaleD>
+  static __device__ __forceinline__ void run(float* d, uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k32.f32.e4m3.e4m3 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+        "}, %16, %17, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "l"(desc_a), "l"(desc_b), "n"(kScaleD));
+  }
+};
+template <> struct Wgmma<48> {
+  template <int kScaleD>
+  static __device__ __forceinline__ void run(float* d, uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %26, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n48k32.f32.e4m3.e4m3 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23"
+        "}, %24, %25, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+        : "l"(desc_a), "l"(desc_b), "n"(kScaleD));
+  }
+};
+template <> struct Wgmma<64> {
+  template <int kScaleD>
+  static __device__ __forceinline__ void run(float* d, uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+        "}, %32, %33, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(desc_a), "l"(desc_b), "n"(kScaleD));
+  }
+};
+template <> struct Wgmma<96> {
+  template <int kScaleD>
+  static __device__ __forceinline__ void run(float* d, uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n96k32.f32.e4m3.e4m3 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
+        "}, %48, %49, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+        : "l"(desc_a), "l"(desc_b), "n"(kScaleD));
+  }
+};
+template <> struct Wgmma<112> {
+  template <int kScaleD>
+  static __device__ __forceinline__ void run(float* d, uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %58, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n112k32.f32.e4m3.e4m3 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55"
+        "}, %56, %57, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55])
+        : "l"(desc_a), "l"(desc_b), "n"(kScaleD));
+  }
+};
+template <> struct Wgmma<128> {
+  template <int kScaleD>
+  static __device__ __forceinline__ void run(float* d, uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+        "}, %64, %65, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(desc_a), "l"(desc_b), "n"(kScaleD));
+  }
+};
+template <> struct Wgmma<144> {
+  template <int kScaleD>
+  static __device__ __forceinline__ void run(float* d, uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %74, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n144k32.f32.e4m3.e4m3 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+        "%64, %65, %66, %67, %68, %69, %70, %71"
+        "}, %72, %73, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+          "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71])
+        : "l"(desc_a), "l"(desc_b), "n"(kScaleD));
+  }
+};
+template <> struct Wgmma<160> {
+  template <int kScaleD>
+  static __device__ __forceinline__ void run(float* d, uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %82, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n160k32.f32.e4m3.e4m3 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79"
+        "}, %80, %81, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+          "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+          "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79])
+        : "l"(desc_a), "l"(desc_b), "n"(kScaleD));
+  }
+};
+template <> struct Wgmma<192> {
+  template <int kScaleD>
+  static __device__ __forceinline__ void run(float* d, uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n192k32.f32.e4m3.e4m3 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+        "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
+        "}, %96, %97, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+          "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+          "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+          "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+          "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+        : "l"(desc_a), "l"(desc_b), "n"(kScaleD));
+  }
+};
+
+// ------------------------------------------------------------------------------------------------------------
+// Tile scheduling
+// ------------------------------------------------------------------------------------------------------------
+template <int BM, int BN>
+__device__ __forceinline__ TileCoord locate_tile(const Schedule& sch, int t) {
+  const int band = sch.group_n * sch.num_m_tiles;
+  const int g = t / band;
+  const int local = t - g * band;
+  const int n_first = g * sch.group_n;
+  const int width = min(sch.group_n, sch.num_n_tiles - n_first);
+  const int mt = local / width;
+  const int nt = n_first + (local - mt * width);
+  // The expert that owns global M-tile mt: the largest e with tile_prefix[e] <= mt (empty experts share
+  // their successor's prefix and lose the tie).
+  int lo = 0, hi = sch.num_experts - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (sch.tile_prefix[mid] <= mt) lo = mid;
+    else hi = mid - 1;
+  }
+  TileCoord c;
+  c.expert = lo;
+  c.m0 = sch.offsets[lo] + (mt - sch.tile_prefix[lo]) * BM;
+  c.m_end = sch.offsets[lo + 1];
+  c.n0 = nt * BN;
+  return c;
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// The kernel
+// ------------------------------------------------------------------------------------------------------------
+template <int BM, int BN>
+__global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
+    fp8_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
+                         const float* __restrict__ sa, const float* __restrict__ sb, void* __restrict__ d_out,
+                         const __grid_constant__ Schedule sch) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(BM == 64 || BM == 128, "BM is 64 (one consumer warpgroup) or 128 (two)");
+  static_assert(BN % 16 == 0 && BN >= 16 && BN <= 192, "BN: a multiple of 16 up to 192");
+  // A tile's columns [n0, n0 + BN) must touch at most two 128-column scale blocks of B.
+  static_assert(BN <= 128 || (128 - (BN & -BN)) + BN <= 256, "a tile could span three sb blocks");
+  constexpr int kMathWG = BM / 64;
+  constexpr int kMathThreads = kMathWG * 128;
+  constexpr uint32_t kABytes = BM * kBlockK;
+  constexpr uint32_t kBBytes = BN * kBlockK;
+  constexpr bool kOneScaleB = (128 % BN) == 0;  // tiles never straddle a 128-column block
+  constexpr int kAcc = BN / 2;                  // f32 accumulators per thread for m64 x BN
+
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  const uint32_t smem_base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  const int stages = sch.stages;
+  const uint32_t smem_a = smem_base;
+  const uint32_t smem_b = smem_a + stages * kABytes;
+  const uint32_t bar_full = smem_b + stages * kBBytes;
+  const uint32_t bar_empty = bar_full + stages * 8;
+  const int tid = threadIdx.x;
+
+  if (tid == kMathThreads) {
+    prefetch_tensor_map(&tm_a);
+    prefetch_tensor_map(&tm_b);
+    for (int s = 0; s < stages; ++s) {
+      mbar_init(bar_full + 8 * s, 1);
+      mbar_init(bar_empty + 8 * s, kMathWG * 4);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  const int num_kb = sch.num_kb;
+
+  if (tid >= kMathThreads) {
+    // ---------------- producer warpgroup ----------------
+    if constexpr (kMathWG > 1) asm volatile("setmaxnreg.dec.sync.aligned.u32 " OCTET_PRODUCER_REGS ";\n" ::: "memory");
+    if (tid == kMathThreads) {
+      int s = 0;
+      uint32_t phase = 0;
+      for (int t = blockIdx.x; t < sch.num_tiles; t += gridDim.x) {
+        const TileCoord tile = locate_tile<BM, BN>(sch, t);
+        const int b_row = (sch.expert_base + tile.expert) * sch.N + tile.n0;
+        for (int kb = 0; kb < num_kb; ++kb) {
+          mbar_wait(bar_empty + 8 * s, phase ^ 1u, 0, s);
+          const uint32_t full = bar_full + 8 * s;
+          mbar_arrive_expect_tx(full, kABytes + kBBytes);
+          tma_load_2d(smem_a + s * kABytes, &tm_a, kb * kBlockK, tile.m0, full);
+          tma_load_2d(smem_b + s * kBBytes, &tm_b, kb * kBlockK, b_row, full);
+          if (++s == stages) {
+            s = 0;
+            phase ^= 1u;
+          }
+        }
+      }
+    }
+  } else {
+    // ---------------- consumer warpgroups ----------------
+    if constexpr (kMathWG > 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 " OCTET_CONSUMER_REGS ";\n" ::: "memory");
+    const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);
+    const int lane = tid & 31;
+    const int warp_in_wg = (tid >> 5) & 3;
+    const int row_in_tile = wg * 64 + warp_in_wg * 16 + (lane >> 2);  // and row_in_tile + 8
+    const int col_in_tile = (lane & 3) * 2;                            // and + 1, + 8 j
+    const uint64_t desc_a0 = make_smem_desc(smem_a + wg * 64 * kBlockK);
+    const uint64_t desc_b0 = make_smem_desc(smem_b);
+
+    float acc[kAcc];
+    float fin[kAcc];
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
+
+    int s = 0;
+    uint32_t phase = 0;
+    for (int t = blockIdx.x; t < sch.num_tiles; t += gridDim.x) {
+      const TileCoord tile = locate_tile<BM, BN>(sch, t);
+      const int ge = sch.expert_base + tile.expert;
+      const int r0 = min(tile.m0 + row_in_tile, sch.M_total - 1);
+      const int r1 = min(tile.m0 + row_in_tile + 8, sch.M_total - 1);
+      const float* sa0 = sa + static_cast<size_t>(r0) * num_kb;
+      const float* sa1 = sa + static_cast<size_t>(r1) * num_kb;
+      const int nb_lo = tile.n0 / 128;
+      const int nb_hi = min(nb_lo + 1, sch.num_nb - 1);
+      const float* sb_lo = sb + (static_cast<size_t>(ge) * sch.num_nb + nb_lo) * num_kb;
+      const float* sb_hi = sb + (static_cast<size_t>(ge) * sch.num_nb + nb_hi) * num_kb;
+      const int split = (nb_lo + 1) * 128 - tile.n0;  // tile columns [0, split) belong to block nb_lo
+
+#pragma unroll
+      for (int i = 0; i < kAcc; ++i) fin[i] = 0.f;
+
+      float a0 = __ldg(sa0), a1 = __ldg(sa1), b_lo = __ldg(sb_lo);
+      float b_hi = kOneScaleB ? 0.f : __ldg(sb_hi);
+
+      for (int kb = 0; kb < num_kb; ++kb) {
+        // Scales of the next k-block, loaded now so their latency hides behind this block's MMAs.
+        const int kn = min(kb + 1, num_kb - 1);
+        const float na0 = __ldg(sa0 + kn), na1 = __ldg(sa1 + kn), nb_lo_v = __ldg(sb_lo + kn);
+        const float nb_hi_v = kOneScaleB ? 0.f : __ldg(sb_hi + kn);
+
+        mbar_wait(bar_full + 8 * s, phase, 1, s);
+        const uint64_t da = desc_a0 + ((s * kABytes) >> 4);
+        const uint64_t db = desc_b0 + ((s * kBBytes) >> 4);
+#pragma unroll
+        for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
+        wgmma_fence();
+        Wgmma<BN>::template run<0>(acc, da, db);
+        Wgmma<BN>::template run<1>(acc, da + 2, db + 2);
+        Wgmma<BN>::template run<1>(acc, da + 4, db + 4);
+        Wgmma<BN>::template run<1>(acc, da + 6, db + 6);
+        wgmma_commit();
+#pragma unroll
+        for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
+        wgmma_wait_all();
+        // The slot's shared memory has been read by the tensor cores: hand it back to the producer.
+        if (lane == 0) mbar_arrive(bar_empty + 8 * s);
+        if (++s == stages) {
+          s = 0;
+          phase ^= 1u;
+        }
+
+        // Promotion: fin += partial * (sa[row] * sb[block]) in FP32.
+        const float s0_lo = a0 * b_lo, s1_lo = a1 * b_lo;
+        if constexpr (kOneScaleB) {
+#pragma unroll
+          for (int j = 0; j < kAcc / 4; ++j) {
+            fin[4 * j + 0] = fmaf(acc[4 * j + 0], s0_lo, fin[4 * j + 0]);
+            fin[4 * j + 1] = fmaf(acc[4 * j + 1], s0_lo, fin[4 * j + 1]);
+            fin[4 * j + 2] = fmaf(acc[4 * j + 2], s1_lo, fin[4 * j + 2]);
+            fin[4 * j + 3] = fmaf(acc[4 * j + 3], s1_lo, fin[4 * j + 3]);
+          }
+        } else {
+          const float s0_hi = a0 * b_hi, s1_hi = a1 * b_hi;
+#pragma unroll
+          for (int j = 0; j < kAcc / 4; ++j) {
+            const bool lo = 8 * j < split;
+            const float c0 = lo ? s0_lo : s0_hi;
+            const float c1 = lo ? s1_lo : s1_hi;
+            fin[4 * j + 0] = fmaf(acc[4 * j + 0], c0, fin[4 * j + 0]);
+            fin[4 * j + 1] = fmaf(acc[4 * j + 1], c0, fin[4 * j + 1]);
+            fin[4 * j + 2] = fmaf(acc[4 * j + 2], c1, fin[4 * j + 2]);
+            fin[4 * j + 3] = fmaf(acc[4 * j + 3], c1, fin[4 * j + 3]);
+          }
+        }
+        a0 = na0;
+        a1 = na1;
+        b_lo = nb_lo_v;
+        b_hi = nb_hi_v;
+      }
+
+      // Epilogue: masked stores straight from registers (each quad of lanes writes 8 consecutive columns).
+      const int n_rem = sch.N - tile.n0;
+      const size_t ldd = static_cast<size_t>(sch.N);
+      const bool vec = sch.vec_store != 0;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = tile.m0 + row_in_tile + 8 * h;
+        if (row < tile.m_end) {
+          if (sch.out_bf16) {
+            __nv_bfloat16* out = static_cast<__nv_bfloat16*>(d_out) + static_cast<size_t>(row) * ldd + tile.n0;
+#pragma unroll
+            for (int j = 0; j < kAcc / 4; ++j) {
+              const int c = 8 * j + col_in_tile;
+              const float v0 = fin[4 * j + 2 * h], v1 = fin[4 * j + 2 * h + 1];
+              if (vec && c + 1 < n_rem) {
+                *reinterpret_cast<__nv_bfloat162*>(out + c) = __floats2bfloat162_rn(v0, v1);
+              } else if (c < n_rem) {
+                out[c] = __float2bfloat16_rn(v0);
+                if (c + 1 < n_rem) out[c + 1] = __float2bfloat16_rn(v1);
+              }
+            }
+          } else {
+            float* out = static_cast<float*>(d_out) + static_cast<size_t>(row) * ldd + tile.n0;
+#pragma unroll
+            for (int j = 0; j < kAcc / 4; ++j) {
+              const int c = 8 * j + col_in_tile;
+              const float v0 = fin[4 * j + 2 * h], v1 = fin[4 * j + 2 * h + 1];
+              if (vec && c + 1 < n_rem) {
+                *reinterpret_cast<float2*>(out + c) = make_float2(v0, v1);
+              } else if (c < n_rem) {
+                out[c] = v0;
+                if (c + 1 < n_rem) out[c + 1] = v1;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+#else
+  // Built for a target without sm_90a features: refuse loudly.
+  __trap();
+#endif
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// The simple path: a plain SIMT kernel (fp32 FMA over decoded e4m3, same promotion), for shape classes where
+// the WGMMA kernel is not trusted. 64 x 64 outputs per block of 256 threads, 4 x 4 per thread.
+// ------------------------------------------------------------------------------------------------------------
+__global__ void __launch_bounds__(256) fp8_gemm_simt_kernel(const uint8_t* __restrict__ A, const float* __restrict__ sa,
+                                                            const uint8_t* __restrict__ B, const float* __restrict__ sb,
+                                                            void* __restrict__ d_out, int out_bf16, int M, int N, int K) {
+  __shared__ float As[32][64 + 1];
+  __shared__ float Bs[32][64 + 1];
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+  const int m_base = blockIdx.y * 64, n_base = blockIdx.x * 64;
+  const int num_kb = K / kBlockK;
+  float fin[4][4] = {};
+  for (int kb = 0; kb < num_kb; ++kb) {
+    float part[4][4] = {};
+    for (int kc = 0; kc < kBlockK; kc += 32) {
+      // 64 rows x 32 codes of each operand: thread i loads 8 codes of row i / 4.
+      {
+        const int r = threadIdx.x >> 2, k8 = (threadIdx.x & 3) * 8;
+        const int kk = kb * kBlockK + kc + k8;
+        uint2 va = make_uint2(0, 0), vb = make_uint2(0, 0);
+        if (m_base + r < M) va = *reinterpret_cast<const uint2*>(A + static_cast<size_t>(m_base + r) * K + kk);
+        if (n_base + r < N) vb = *reinterpret_cast<const uint2*>(B + static_cast<size_t>(n_base + r) * K + kk);
+        const uint32_t wa[2] = {va.x, va.y}, wb[2] = {vb.x, vb.y};
+#pragma unroll
+        for (int q = 0; q < 8; ++q) {
+          __nv_fp8_e4m3 xa, xb;
+          xa.__x = static_cast<__nv_fp8_storage_t>((wa[q >> 2] >> (8 * (q & 3))) & 0xFF);
+          xb.__x = static_cast<__nv_fp8_storage_t>((wb[q >> 2] >> (8 * (q & 3))) & 0xFF);
+          As[k8 + q][r] = static_cast<float>(xa);
+          Bs[k8 + q][r] = static_cast<float>(xb);
+        }
+      }
+      __syncthreads();
+#pragma unroll 8
+      for (int k = 0; k < 32; ++k) {
+        float av[4], bv[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) av[i] = As[k][ty + 16 * i];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) bv[j] = Bs[k][tx + 16 * j];
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) part[i][j] = fmaf(av[i], bv[j], part[i][j]);
+      }
+      __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int m = min(m_base + ty + 16 * i, M - 1);
+      const float s_a = sa[static_cast<size_t>(m) * num_kb + kb];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int n = min(n_base + tx + 16 * j, N - 1);
+        const float scale = s_a * sb[static_cast<size_t>(n / 128) * num_kb + kb];
+        fin[i][j] = fmaf(part[i][j], scale, fin[i][j]);
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int m = m_base + ty + 16 * i;
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int n = n_base + tx + 16 * j;
+      if (n >= N) continue;
+      const size_t idx = static_cast<size_t>(m) * N + n;
+      if (out_bf16) static_cast<__nv_bfloat16*>(d_out)[idx] = __float2bfloat16_rn(fin[i][j]);
+      else static_cast<float*>(d_out)[idx] = fin[i][j];
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Host side
+// ------------------------------------------------------------------------------------------------------------
+using KernelFn = void (*)(CUtensorMap, CUtensorMap, const float*, const float*, void*, Schedule);
+
+struct KernelEntry {
+  int bm, bn;
+  KernelFn fn;
+};
+
+#define OCTET_SM90_KERNEL(bm, bn) {bm, bn, &fp8_gemm_sm90_kernel<bm, bn>}
+const KernelEntry kKernels[] = {
+    OCTET_SM90_KERNEL(64, 16),   OCTET_SM90_KERNEL(64, 32),   OCTET_SM90_KERNEL(64, 48),
+    OCTET_SM90_KERNEL(64, 64),   OCTET_SM90_KERNEL(64, 96),   OCTET_SM90_KERNEL(64, 112),
+    OCTET_SM90_KERNEL(64, 128),  OCTET_SM90_KERNEL(64, 144),  OCTET_SM90_KERNEL(64, 160),
+    OCTET_SM90_KERNEL(64, 192),  OCTET_SM90_KERNEL(128, 16),  OCTET_SM90_KERNEL(128, 32),
+    OCTET_SM90_KERNEL(128, 48),  OCTET_SM90_KERNEL(128, 64),  OCTET_SM90_KERNEL(128, 96),
+    OCTET_SM90_KERNEL(128, 112), OCTET_SM90_KERNEL(128, 128), OCTET_SM90_KERNEL(128, 144),
+    OCTET_SM90_KERNEL(128, 160), OCTET_SM90_KERNEL(128, 192),
+};
+#undef OCTET_SM90_KERNEL
+constexpr int kNumKernels = static_cast<int>(sizeof(kKernels) / sizeof(kKernels[0]));
+
+struct DeviceInfo {
+  int status;  // OCTET_GEMM_OK or an error code
+  int sms;
+  int smem_optin;
+  bool attr_set[kNumKernels];
+};
+
+constexpr int kMaxDevices = 64;
+std::mutex g_mutex;
+DeviceInfo g_devices[kMaxDevices];
+bool g_device_probed[kMaxDevices];
+
+// Debugging hooks (see octet_fp8_gemm_sm90_debug_force below): 0 = automatic choice.
+struct Override {
+  int path;  // 0 automatic, 1 WGMMA kernel with the fields below, 2 the simple SIMT kernel
+  int bm, bn, stages, group_n;
+};
+Override g_override = {0, 0, 0, 0, 0};
+char g_last_config[160] = "none";
+
+int current_device_info(DeviceInfo** out) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) return OCTET_GEMM_ERR_CUDA;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  DeviceInfo& info = g_devices[dev];
+  if (!g_device_probed[dev]) {
+    g_device_probed[dev] = true;
+    int major = 0, minor = 0;
+    info.status = OCTET_GEMM_OK;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&info.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+      info.status = OCTET_GEMM_ERR_CUDA;
+    } else if (major != 9 || minor != 0) {
+      info.status = OCTET_GEMM_ERR_UNSUPPORTED_DEVICE;  // sm_90a code runs on compute capability 9.0 only
+    }
+  }
+  *out = &info;
+  return info.status;
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess && p != nullptr) {
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+    }
+  });
+  return fn;
+}
+
+// A 2-D e4m3 tensor [rows, K] (row-major) read in boxes of [box_rows, 128] with the 128-byte swizzle.
+int encode_operand_map(CUtensorMap* map, const void* base, uint64_t rows, uint64_t K, uint32_t box_rows) {
+  PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr) return OCTET_GEMM_ERR_NO_TENSOR_MAP_ENCODER;
+  const cuuint64_t dims[2] = {K, rows};
+  const cuuint64_t strides[1] = {K};  // bytes between rows
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(kBlockK), box_rows};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(base), dims, strides, box,
+                            elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? OCTET_GEMM_OK : OCTET_GEMM_ERR_TENSOR_MAP;
+}
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+struct Plan {
+  int kernel = -1;  // index into kKernels
+  int stages = 0, grid = 0, group_n = 16, tiles = 0;
+  double est_us = 0.0;
+};
+
+int stages_for(int bm, int bn, int smem_optin) {
+  const int stage_bytes = (bm + bn) * kBlockK;
+  const int avail = smem_optin - 1024 /* alignment slack */;
+  return std::min(kMaxStages, avail / (stage_bytes + 16 /* two mbarriers */));
+}
+
+size_t smem_bytes_for(int bm, int bn, int stages) {
+  return 1024 + static_cast<size_t>(stages) * ((bm + bn) * kBlockK + 16);
+}
+
+// A coarse time model (H100 SXM): per-SM tensor rate 4096 e4m3 FMA/clk at ~1.755 GHz scaled by an efficiency
+// that grows with BN (operand traffic per MMA) and with two consumer warpgroups (one promotes while the other
+// multiplies); per-SM operand feed ~120 B/ns; L2 ~9 TB/s; DRAM ~2.8 TB/s. The choice minimizes
+// max(waves * tile time, L2 time, DRAM time). Wave quantization dominates at M = 4096; operand traffic and
+// CTA count dominate at M = 64/128.
+double estimate_us(int bm, int bn, const int* counts, int E, int N, int K, int out_bytes, int sms, int* tiles_out) {
+  long long m_tiles = 0, rows = 0, experts = 0;
+  for (int e = 0; e < E; ++e) {
+    if (counts[e] <= 0) continue;
+    m_tiles += ceil_div(counts[e], bm);
+    rows += counts[e];
+    ++experts;
+  }
+  const long long n_tiles = ceil_div(N, bn);
+  const long long tiles = m_tiles * n_tiles;
+  *tiles_out = static_cast<int>(std::min<long long>(tiles, 1ll << 30));
+  if (tiles == 0) return 0.0;
+  const long long grid = std::min<long long>(tiles, sms);
+  const long long waves = (tiles + grid - 1) / grid;
+  const double eff = (bm == 128 ? 0.92 : 0.62) * bn / (bn + 24.0);
+  const double compute_ns = static_cast<double>(bm) * bn * K / (7188.0 * eff);
+  const double load_ns = static_cast<double>(bm + bn) * K / 120.0;
+  const double tile_ns = std::max(compute_ns, load_ns);
+  const double l2_ns = static_cast<double>(tiles) * (bm + bn) * K / 9000.0;
+  const double dram_ns = (static_cast<double>(rows) * K + static_cast<double>(experts) * N * K +
+                          static_cast<double>(rows) * N * out_bytes) / 2800.0;
+  return (std::max(std::max(waves * tile_ns, l2_ns), dram_ns) + 2000.0) / 1000.0;
+}
+
+int find_kernel(int bm, int bn) {
+  for (int i = 0; i < kNumKernels; ++i)
+    if (kKernels[i].bm == bm && kKernels[i].bn == bn) return i;
+  return -1;
+}
+
+Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, const DeviceInfo& dev, const Override& ov) {
+  Plan best;
+  if (ov.path == 1) {
+    best.kernel = find_kernel(ov.bm, ov.bn);
+    if (best.kernel < 0) return best;
+  }
+  for (int i = 0; i < kNumKernels; ++i) {
+    if (ov.path == 1 && i != best.kernel) continue;
+    const int bm = kKernels[i].bm, bn = kKernels[i].bn;
+    const int stages = stages_for(bm, bn, dev.smem_optin);
+    if (stages < 2) continue;
+    int tiles = 0;
+    const double t = estimate_us(bm, bn, counts, E, N, K, out_bytes, dev.sms, &tiles);
+    const bool better = best.tiles == 0 || t < best.est_us * 0.995 ||
+                        (t <= best.est_us * 1.005 && (bm > kKernels[best.kernel].bm ||
+                                                      (bm == kKernels[best.kernel].bm && bn > kKernels[best.kernel].bn)));
+    if (ov.path == 1 || better) {
+      best.kernel = i;
+      best.stages = stages;
+      best.tiles = tiles;
+      best.est_us = t;
+      best.grid = std::min(tiles, dev.sms);
+    }
+  }
+  if (best.kernel >= 0 && ov.path == 1) {
+    if (ov.stages > 0) best.stages = std::min(ov.stages, best.stages);
+    if (ov.group_n > 0) best.group_n = ov.group_n;
+  }
+  return best;
+}
+
+bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) % a) == 0; }
+
+int check_common(const void* A, const float* sa, const void* B, const float* sb, void* D, int out_dtype, int N, int K) {
+  if (out_dtype != 0 && out_dtype != 1) return OCTET_GEMM_ERR_BAD_DTYPE;
+  if (K <= 0 || K % kBlockK != 0) return OCTET_GEMM_ERR_K_NOT_MULTIPLE_OF_128;
+  if (N < 1) return OCTET_GEMM_ERR_BAD_SHAPE;
+  if (A == nullptr || sa == nullptr || B == nullptr || sb == nullptr || D == nullptr) return OCTET_GEMM_ERR_NULL_POINTER;
+  if (!aligned(A, 16) || !aligned(B, 16) || !aligned(sa, 4) || !aligned(sb, 4) || !aligned(D, out_dtype == 0 ? 4 : 2))
+    return OCTET_GEMM_ERR_MISALIGNED;
+  return OCTET_GEMM_OK;
+}
+
+// One launch of the simple kernel per expert with rows.
+int run_simt(const uint8_t* A, const float* sa, const uint8_t* B, const float* sb, void* D, int out_dtype,
+             const int* offsets, int E, int N, int K, cudaStream_t stream) {
+  const int num_kb = K / kBlockK, num_nb = ceil_div(N, 128);
+  const size_t out_bytes = out_dtype == 0 ? 4 : 2;
+  for (int e = 0; e < E; ++e) {
+    const int m0 = offsets[e], rows = offsets[e + 1] - offsets[e];
+    if (rows <= 0) continue;
+    const dim3 grid(ceil_div(N, 64), ceil_div(rows, 64));
+    fp8_gemm_simt_kernel<<<grid, 256, 0, stream>>>(
+        A + static_cast<size_t>(m0) * K, sa + static_cast<size_t>(m0) * num_kb, B + static_cast<size_t>(e) * N * K,
+        sb + static_cast<size_t>(e) * num_nb * num_kb, static_cast<uint8_t*>(D) + static_cast<size_t>(m0) * N * out_bytes,
+        out_dtype, rows, N, K);
+    if (cudaGetLastError() != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
+  }
+  std::snprintf(g_last_config, sizeof(g_last_config), "simt 64x64");
+  return OCTET_GEMM_OK;
+}
+
+// The WGMMA path for experts [0, E) whose rows are offsets[e] .. offsets[e+1] (offsets absolute in A / D).
+int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, void* D, int out_dtype,
+              const int* offsets, int E, int N, int K, cudaStream_t stream) {
+  DeviceInfo* dev = nullptr;
+  int rc = current_device_info(&dev);
+  if (rc != OCTET_GEMM_OK) return rc;
+  Override ov;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    ov = g_override;
+  }
+  if (ov.path == 2) return run_simt(static_cast<const uint8_t*>(A), sa, static_cast<const uint8_t*>(B), sb, D, out_dtype,
+                                    offsets, E, N, K, stream);
+
+  const int M_total = offsets[E];
+  const int out_bytes = out_dtype == 0 ? 4 : 2;
+  const bool vec = (N % 2 == 0) && aligned(D, 2 * static_cast<size_t>(out_bytes));
+
+  for (int e0 = 0; e0 < E; e0 += kMaxExpertsPerLaunch) {
+    const int ne = std::min(kMaxExpertsPerLaunch, E - e0);
+    int counts[kMaxExpertsPerLaunch];
+    for (int e = 0; e < ne; ++e) counts[e] = offsets[e0 + e + 1] - offsets[e0 + e];
+    const Plan plan = make_plan(counts, ne, N, K, out_bytes, *dev, ov);
+    if (plan.kernel < 0) return OCTET_GEMM_ERR_BAD_SHAPE;  // forced configuration that does not exist
+    if (plan.tiles == 0) continue;                         // no rows in this chunk
+    const KernelEntry& ker = kKernels[plan.kernel];
+
+    Schedule sch;
+    std::memset(&sch, 0, sizeof(sch));
+    sch.num_experts = ne;
+    sch.expert_base = e0;
+    sch.M_total = M_total;
+    sch.N = N;
+    sch.K = K;
+    sch.num_kb = K / kBlockK;
+    sch.num_nb = ceil_div(N, 128);
+    sch.num_n_tiles = ceil_div(N, ker.bn);
+    int prefix = 0;
+    for (int e = 0; e < ne; ++e) {
+      sch.offsets[e] = offsets[e0 + e];
+      sch.tile_prefix[e] = prefix;
+      prefix += counts[e] > 0 ? ceil_div(counts[e], ker.bm) : 0;
+    }
+    sch.offsets[ne] = offsets[e0 + ne];
+    sch.tile_prefix[ne] = prefix;
+    sch.num_m_tiles = prefix;
+    sch.num_tiles = prefix * sch.num_n_tiles;
+    sch.group_n = std::max(1, std::min(plan.group_n, sch.num_n_tiles));
+    sch.stages = plan.stages;
+    sch.out_bf16 = out_dtype == 1;
+    sch.vec_store = vec ? 1 : 0;
+
+    CUtensorMap tm_a, tm_b;
+    rc = encode_operand_map(&tm_a, A, static_cast<uint64_t>(M_total), static_cast<uint64_t>(K), ker.bm);
+    if (rc != OCTET_GEMM_OK) return rc;
+    // B of all experts as one [E_all * N, K] tensor; this launch's experts start at row e0 * N.
+    const uint64_t b_rows = static_cast<uint64_t>(e0 + ne) * static_cast<uint64_t>(N);
+    rc = encode_operand_map(&tm_b, B, b_rows, static_cast<uint64_t>(K), ker.bn);
+    if (rc != OCTET_GEMM_OK) return rc;
+
+    const size_t smem = smem_bytes_for(ker.bm, ker.bn, plan.stages);
+    {
+      std::lock_guard<std::mutex> lock(g_mutex);
+      if (!dev->attr_set[plan.kernel]) {
+        if (cudaFuncSetAttribute(reinterpret_cast<const void*>(ker.fn), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 dev->smem_optin) != cudaSuccess)
+          return OCTET_GEMM_ERR_CUDA;
+        dev->attr_set[plan.kernel] = true;
+      }
+    }
+    const int threads = ker.bm / 64 * 128 + 128;
+    ker.fn<<<plan.grid, threads, smem, stream>>>(tm_a, tm_b, sa, sb, D, sch);
+    if (cudaGetLastError() != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
+    std::snprintf(g_last_config, sizeof(g_last_config), "wgmma %dx%d st%d grid%d tiles%d band%d est%.0fus", ker.bm,
+                  ker.bn, plan.stages, plan.grid, sch.num_tiles, sch.group_n, plan.est_us);
+  }
+  return OCTET_GEMM_OK;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------------------
+// C API
+// ------------------------------------------------------------------------------------------------------------
+extern "C" size_t octet_fp8_gemm_sm90_workspace(int M, int N, int K) {
+  (void)M;
+  (void)N;
+  (void)K;
+  return 0;  // schedules travel in the kernel parameters; scales are read in their given layouts
+}
+
+extern "C" int octet_fp8_gemm_sm90(const void* A, const float* sa, const void* B, const float* sb, void* D, int out_dtype,
+                                   int M, int N, int K, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  int rc = check_common(A, sa, B, sb, D, out_dtype, N, K);
+  if (rc != OCTET_GEMM_OK) return rc;
+  if (M < 1) return OCTET_GEMM_ERR_BAD_SHAPE;
+  (void)workspace;
+  if (workspace_bytes < octet_fp8_gemm_sm90_workspace(M, N, K)) return OCTET_GEMM_ERR_WORKSPACE_TOO_SMALL;
+  const int offsets[2] = {0, M};
+  return run_wgmma(A, sa, B, sb, D, out_dtype, offsets, 1, N, K, stream);
+}
+
+extern "C" size_t octet_fp8_grouped_gemm_sm90_workspace(int E, int M_total, int N, int K) {
+  (void)E;
+  (void)M_total;
+  (void)N;
+  (void)K;
+  return 0;
+}
+
+extern "C" int octet_fp8_grouped_gemm_sm90(const void* A, const float* sa, const void* B, const float* sb, void* D,
+                                           int out_dtype, const int* offsets_host, int E, int N, int K, void* workspace,
+                                           size_t workspace_bytes, cudaStream_t stream) {
+  if (out_dtype != 0 && out_dtype != 1) return OCTET_GEMM_ERR_BAD_DTYPE;
+  if (K <= 0 || K % kBlockK != 0) return OCTET_GEMM_ERR_K_NOT_MULTIPLE_OF_128;
+  if (E < 1 || N < 1) return OCTET_GEMM_ERR_BAD_SHAPE;
+  if (offsets_host == nullptr || offsets_host[0] < 0) return OCTET_GEMM_ERR_BAD_OFFSETS;
+  for (int e = 0; e < E; ++e)
+    if (offsets_host[e + 1] < offsets_host[e]) return OCTET_GEMM_ERR_BAD_OFFSETS;
+  if (static_cast<long long>(E) * N >= (1ll << 31)) return OCTET_GEMM_ERR_BAD_SHAPE;
+  const int M_total = offsets_host[E];
+  if (workspace_bytes < octet_fp8_grouped_gemm_sm90_workspace(E, M_total, N, K)) return OCTET_GEMM_ERR_WORKSPACE_TOO_SMALL;
+  (void)workspace;
+  if (M_total == offsets_host[0]) return OCTET_GEMM_OK;  // no rows at all
+  const int rc = check_common(A, sa, B, sb, D, out_dtype, N, K);
+  if (rc != OCTET_GEMM_OK) return rc;
+  return run_wgmma(A, sa, B, sb, D, out_dtype, offsets_host, E, N, K, stream);
+}
+
+extern "C" const char* octet_gemm_sm90_error(int code) {
+  switch (code) {
+    case OCTET_GEMM_OK: return "success";
+    case OCTET_GEMM_ERR_K_NOT_MULTIPLE_OF_128: return "K must be a positive multiple of 128";
+    case OCTET_GEMM_ERR_BAD_SHAPE: return "bad shape: M, N and E must be >= 1 and E*N < 2^31 (or a forced tile configuration does not exist)";
+    case OCTET_GEMM_ERR_NULL_POINTER: return "a required device pointer is null";
+    case OCTET_GEMM_ERR_MISALIGNED: return "misaligned pointer: A and B need 16-byte alignment, sa and sb 4 bytes, D its element size";
+    case OCTET_GEMM_ERR_WORKSPACE_TOO_SMALL: return "workspace smaller than the _workspace function asked for";
+    case OCTET_GEMM_ERR_BAD_DTYPE: return "out_dtype must be 0 (fp32) or 1 (bf16)";
+    case OCTET_GEMM_ERR_BAD_OFFSETS: return "expert offsets must be given, start at >= 0 and never decrease";
+    case OCTET_GEMM_ERR_NO_TENSOR_MAP_ENCODER: return "cuTensorMapEncodeTiled is not available from the driver";
+    case OCTET_GEMM_ERR_TENSOR_MAP: return "cuTensorMapEncodeTiled rejected a tensor map";
+    case OCTET_GEMM_ERR_CUDA: return "a CUDA runtime call or kernel launch failed";
+    case OCTET_GEMM_ERR_UNSUPPORTED_DEVICE: return "the current device is not compute capability 9.0 (Hopper, sm_90a)";
+    default: return "unknown error code";
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Debugging hooks for the harness (not part of the header's API).
+// ------------------------------------------------------------------------------------------------------------
+// path 0: automatic; 1: the WGMMA kernel bm x bn (stages / group_n <= 0 keep the automatic values);
+// 2: the simple SIMT kernel. Returns 0, or OCTET_GEMM_ERR_BAD_SHAPE when no kernel bm x bn is compiled.
+extern "C" int octet_fp8_gemm_sm90_debug_force(int path, int bm, int bn, int stages, int group_n) {
+  if (path == 1 && find_kernel(bm, bn) < 0) return OCTET_GEMM_ERR_BAD_SHAPE;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_override = Override{path, bm, bn, stages, group_n};
+  return OCTET_GEMM_OK;
+}
+
+// The configuration of the last launch, e.g. "wgmma 128x144 st6 grid132 tiles480 band15 est95us".
+extern "C" const char* octet_fp8_gemm_sm90_debug_last_config(void) { return g_last_config; }
+
+// Tile shapes compiled in, as "64x16 64x32 ...".
+extern "C" const char* octet_fp8_gemm_sm90_debug_kernels(void) {
+  static char buf[512];
+  static std::once_flag once;
+  std::call_once(once, [] {
+    size_t used = 0;
+    for (int i = 0; i < kNumKernels && used + 16 < sizeof(buf); ++i)
+      used += std::snprintf(buf + used, sizeof(buf) - used, "%s%dx%d", i ? " " : "", kKernels[i].bm, kKernels[i].bn);
+  });
+  return buf;
+}
+
+// Number of mbarrier waits that gave up (a deadlocked pipeline) since the last reset; *info gets the first
+// record: block << 32 | role (1 consumer, 0 producer) << 31 | thread << 16 | slot << 1 | parity.
+extern "C" int octet_fp8_gemm_sm90_debug_hangs(unsigned int* count, unsigned long long* info, int reset) {
+  if (cudaMemcpyFromSymbol(count, g_hang_count, sizeof(unsigned int)) != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
+  if (cudaMemcpyFromSymbol(info, g_hang_info, sizeof(unsigned long long)) != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
+  if (reset) {
+    const unsigned int zero = 0;
+    const unsigned long long zero64 = 0;
+    if (cudaMemcpyToSymbol(g_hang_count, &zero, sizeof(zero)) != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
+    if (cudaMemcpyToSymbol(g_hang_info, &zero64, sizeof(zero64)) != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
+  }
+  return OCTET_GEMM_OK;
+}
