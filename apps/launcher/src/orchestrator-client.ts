@@ -1,0 +1,48 @@
+// The launcher's JobsApi over the orchestrator's gRPC JobService, through @octet/orchestrator's JobClient.
+
+import { JobClient } from "@octet/orchestrator";
+import type { JobOutcome, JobsApi, JobState } from "./jobs.js";
+
+const FINAL = new Set(["completed", "failed", "cancelled"]);
+
+/** Connects to JobService at host:port (waits up to readyMs for the channel). */
+export async function connectJobs(address: string, readyMs = 10_000): Promise<JobsApi> {
+  const client = new JobClient(address);
+  try {
+    await client.waitForReady(readyMs);
+  } catch (e) {
+    client.close();
+    throw new Error(`cannot reach the orchestrator's JobService at ${address}: ${(e as Error).message}`);
+  }
+  return {
+    async submit(spec) {
+      const { job } = await client.submit(spec);
+      return job.id;
+    },
+
+    async follow(id, onUpdate, signal): Promise<JobOutcome> {
+      for await (const e of client.watch(id, { signal })) {
+        onUpdate({ state: e.state as JobState, ...(e.progress ? { progress: e.progress } : {}) });
+      }
+      if (signal.aborted) throw signal.reason;
+      // The stream ended with the job: read it once more, with its whole loss curve.
+      const view = await client.get(id, { curve: true });
+      if (!FINAL.has(view.state)) throw new Error(`the watch of job ${id} ended while the job is ${view.state}`);
+      return {
+        id,
+        state: view.state as JobOutcome["state"],
+        ...(view.result ? { result: view.result } : {}),
+        ...(view.failedReason ? { error: view.failedReason } : {}),
+        curve: view.curve ?? [],
+      };
+    },
+
+    async cancel(id) {
+      await client.cancel(id, { deadlineMs: 2000 });
+    },
+
+    close() {
+      client.close();
+    },
+  };
+}
