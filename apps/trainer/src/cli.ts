@@ -121,6 +121,8 @@ async function main(): Promise<void> {
       },
     );
   };
+  // A stray rejection must not kill a worker whose other jobs are fine (a dead worker's jobs stall and restart).
+  process.on("unhandledRejection", (e) => log.error("unhandled rejection", { err: e }));
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
 }

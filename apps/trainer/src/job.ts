@@ -646,6 +646,14 @@ export class JobRun {
         thread.on("error", (e) => settle(() => reject(e)));
         thread.on("exit", (code) => settle(() => reject(this.stopReason === "lost" ? new Error("lost") : new Error(`training thread exited (code ${code}) before the end`))));
         thread.on("message", (m: ThreadMessage) => {
+          try {
+            onMessage(m);
+          } catch (e) {
+            // Never let a bug in the bookkeeping take the worker (and its other jobs) down.
+            this.log.error("handling a training thread message failed", { type: m.type, err: e });
+          }
+        });
+        const onMessage = (m: ThreadMessage) => {
           switch (m.type) {
             case "ready":
               info = { entropyRate: m.entropyRate, unigramEntropy: m.unigramEntropy };
@@ -694,7 +702,7 @@ export class JobRun {
               settle(() => reject(m.unrecoverable ? new UnrecoverableError(m.message) : new Error(m.message)));
               break;
           }
-        });
+        };
       }).catch((e: unknown) => {
         if (this.stopReason === "lost") return null;
         throw e;

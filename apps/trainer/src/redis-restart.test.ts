@@ -1,6 +1,7 @@
 // Redis restarting under load (a private redis-server with an append-only file; the shared one is never
 // touched): jobs running during the restart continue (or are retried and resume); none is lost.
 import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { type CurvePoint, type JobResult, keysFor } from "@octet/jobs";
 import { Redis } from "ioredis";
@@ -36,6 +37,7 @@ before(async () => {
 after(async () => {
   await Promise.all(procs.map((p) => p.kill("SIGKILL")));
   await redisServer.stop();
+  rmSync(redisServer.dir, { recursive: true, force: true });
   await services.close();
 });
 
