@@ -365,8 +365,8 @@ template <> struct Wgmma<192> {
 // ------------------------------------------------------------------------------------------------------------
 // Tile scheduling
 // ------------------------------------------------------------------------------------------------------------
-template <int BM, int BN>
-__device__ __forceinline__ TileCoord locate_tile(const Schedule& sch, int t) {
+template <int BM>
+__device__ __forceinline__ TileCoord locate_tile(const Schedule& sch, int t, int bn) {
   const int band = sch.group_n * sch.num_m_tiles;
   const int g = t / band;
   const int local = t - g * band;
@@ -386,20 +386,23 @@ __device__ __forceinline__ TileCoord locate_tile(const Schedule& sch, int t) {
   c.expert = lo;
   c.m0 = sch.offsets[lo] + (mt - sch.tile_prefix[lo]) * BM;
   c.m_end = sch.offsets[lo + 1];
-  c.n0 = nt * BN;
+  c.n0 = nt * bn;
   return c;
 }
 
 // ------------------------------------------------------------------------------------------------------------
 // The kernel
 // ------------------------------------------------------------------------------------------------------------
-template <int BM, int BN>
+// kPromoteK: elements of K summed by the tensor cores before each promotion to FP32: 128 (the spec's interval,
+// four wgmma k32 per promotion) or 32 (every wgmma promoted on its own: the "precise" variant, see GEMM-NOTES.md).
+template <int BM, int BN, int kPromoteK>
 __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     fp8_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
                          const float* __restrict__ sa, const float* __restrict__ sb, void* __restrict__ d_out,
                          const __grid_constant__ Schedule sch) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(BM == 64 || BM == 128, "BM is 64 (one consumer warpgroup) or 128 (two)");
+  static_assert(kPromoteK == 128 || kPromoteK == 32, "promotion every 128 or every 32 of K");
   static_assert(BN % 16 == 0 && BN >= 16 && BN <= 192, "BN: a multiple of 16 up to 192");
   // A tile's columns [n0, n0 + BN) must touch at most two 128-column scale blocks of B.
   static_assert(BN <= 128 || (128 - (BN & -BN)) + BN <= 256, "a tile could span three sb blocks");
@@ -440,7 +443,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       int s = 0;
       uint32_t phase = 0;
       for (int t = blockIdx.x; t < sch.num_tiles; t += gridDim.x) {
-        const TileCoord tile = locate_tile<BM, BN>(sch, t);
+        const TileCoord tile = locate_tile<BM>(sch, t, BN);
         const int b_row = (sch.expert_base + tile.expert) * sch.N + tile.n0;
         for (int kb = 0; kb < num_kb; ++kb) {
           mbar_wait(bar_empty + 8 * s, phase ^ 1u, 0, s);
@@ -474,7 +477,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     int s = 0;
     uint32_t phase = 0;
     for (int t = blockIdx.x; t < sch.num_tiles; t += gridDim.x) {
-      const TileCoord tile = locate_tile<BM, BN>(sch, t);
+      const TileCoord tile = locate_tile<BM>(sch, t, BN);
       const int ge = sch.expert_base + tile.expert;
       const int r0 = min(tile.m0 + row_in_tile, sch.M_total - 1);
       const int r1 = min(tile.m0 + row_in_tile + 8, sch.M_total - 1);
@@ -501,39 +504,13 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
         mbar_wait(bar_full + 8 * s, phase, 1, s);
         const uint64_t da = desc_a0 + ((s * kABytes) >> 4);
         const uint64_t db = desc_b0 + ((s * kBBytes) >> 4);
-#pragma unroll
-        for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
-        wgmma_fence();
-        Wgmma<BN>::template run<0>(acc, da, db);
-        Wgmma<BN>::template run<1>(acc, da + 2, db + 2);
-        Wgmma<BN>::template run<1>(acc, da + 4, db + 4);
-        Wgmma<BN>::template run<1>(acc, da + 6, db + 6);
-        wgmma_commit();
-#pragma unroll
-        for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
-        wgmma_wait_all();
-        // The slot's shared memory has been read by the tensor cores: hand it back to the producer.
-        if (lane == 0) mbar_arrive(bar_empty + 8 * s);
-        if (++s == stages) {
-          s = 0;
-          phase ^= 1u;
-        }
-
-        // Promotion: fin += partial * (sa[row] * sb[block]) in FP32.
         const float s0_lo = a0 * b_lo, s1_lo = a1 * b_lo;
-        if constexpr (kOneScaleB) {
+        const float s0_hi = a0 * b_hi, s1_hi = a1 * b_hi;
+        // Promotion: fin += partial * (sa[row] * sb[block]) in FP32.
+        auto promote = [&]() {
 #pragma unroll
           for (int j = 0; j < kAcc / 4; ++j) {
-            fin[4 * j + 0] = fmaf(acc[4 * j + 0], s0_lo, fin[4 * j + 0]);
-            fin[4 * j + 1] = fmaf(acc[4 * j + 1], s0_lo, fin[4 * j + 1]);
-            fin[4 * j + 2] = fmaf(acc[4 * j + 2], s1_lo, fin[4 * j + 2]);
-            fin[4 * j + 3] = fmaf(acc[4 * j + 3], s1_lo, fin[4 * j + 3]);
-          }
-        } else {
-          const float s0_hi = a0 * b_hi, s1_hi = a1 * b_hi;
-#pragma unroll
-          for (int j = 0; j < kAcc / 4; ++j) {
-            const bool lo = 8 * j < split;
+            const bool lo = kOneScaleB || 8 * j < split;
             const float c0 = lo ? s0_lo : s0_hi;
             const float c1 = lo ? s1_lo : s1_hi;
             fin[4 * j + 0] = fmaf(acc[4 * j + 0], c0, fin[4 * j + 0]);
@@ -541,6 +518,40 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
             fin[4 * j + 2] = fmaf(acc[4 * j + 2], c1, fin[4 * j + 2]);
             fin[4 * j + 3] = fmaf(acc[4 * j + 3], c1, fin[4 * j + 3]);
           }
+        };
+        if constexpr (kPromoteK == 128) {
+#pragma unroll
+          for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
+          wgmma_fence();
+          Wgmma<BN>::template run<0>(acc, da, db);
+          Wgmma<BN>::template run<1>(acc, da + 2, db + 2);
+          Wgmma<BN>::template run<1>(acc, da + 4, db + 4);
+          Wgmma<BN>::template run<1>(acc, da + 6, db + 6);
+          wgmma_commit();
+#pragma unroll
+          for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
+          wgmma_wait_all();
+          // The slot's shared memory has been read by the tensor cores: hand it back to the producer.
+          if (lane == 0) mbar_arrive(bar_empty + 8 * s);
+          promote();
+        } else {
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+#pragma unroll
+            for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
+            wgmma_fence();
+            Wgmma<BN>::template run<0>(acc, da + 2 * k, db + 2 * k);
+            wgmma_commit();
+#pragma unroll
+            for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
+            wgmma_wait_all();
+            if (k == 3 && lane == 0) mbar_arrive(bar_empty + 8 * s);
+            promote();
+          }
+        }
+        if (++s == stages) {
+          s = 0;
+          phase ^= 1u;
         }
         a0 = na0;
         a1 = na1;
@@ -674,11 +685,12 @@ __global__ void __launch_bounds__(256) fp8_gemm_simt_kernel(const uint8_t* __res
 using KernelFn = void (*)(CUtensorMap, CUtensorMap, const float*, const float*, void*, Schedule);
 
 struct KernelEntry {
-  int bm, bn;
+  int bm, bn, promote_k;
   KernelFn fn;
 };
 
-#define OCTET_SM90_KERNEL(bm, bn) {bm, bn, &fp8_gemm_sm90_kernel<bm, bn>}
+#define OCTET_SM90_KERNEL(bm, bn) {bm, bn, 128, &fp8_gemm_sm90_kernel<bm, bn, 128>}
+#define OCTET_SM90_PRECISE(bm, bn) {bm, bn, 32, &fp8_gemm_sm90_kernel<bm, bn, 32>}
 const KernelEntry kKernels[] = {
     OCTET_SM90_KERNEL(64, 16),   OCTET_SM90_KERNEL(64, 32),   OCTET_SM90_KERNEL(64, 48),
     OCTET_SM90_KERNEL(64, 64),   OCTET_SM90_KERNEL(64, 96),   OCTET_SM90_KERNEL(64, 112),
@@ -687,8 +699,11 @@ const KernelEntry kKernels[] = {
     OCTET_SM90_KERNEL(128, 48),  OCTET_SM90_KERNEL(128, 64),  OCTET_SM90_KERNEL(128, 96),
     OCTET_SM90_KERNEL(128, 112), OCTET_SM90_KERNEL(128, 128), OCTET_SM90_KERNEL(128, 144),
     OCTET_SM90_KERNEL(128, 160), OCTET_SM90_KERNEL(128, 192),
+    // promotion after every wgmma (K = 32): chosen only through octet_fp8_gemm_sm90_debug_force(3, ...)
+    OCTET_SM90_PRECISE(64, 64),  OCTET_SM90_PRECISE(128, 128),
 };
 #undef OCTET_SM90_KERNEL
+#undef OCTET_SM90_PRECISE
 constexpr int kNumKernels = static_cast<int>(sizeof(kKernels) / sizeof(kKernels[0]));
 
 struct DeviceInfo {
@@ -705,7 +720,8 @@ bool g_device_probed[kMaxDevices];
 
 // Debugging hooks (see octet_fp8_gemm_sm90_debug_force below): 0 = automatic choice.
 struct Override {
-  int path;  // 0 automatic, 1 WGMMA kernel with the fields below, 2 the simple SIMT kernel
+  int path;  // 0 automatic, 1 WGMMA kernel bm x bn, 2 the simple SIMT kernel, 3 the precise (promote every 32)
+             // WGMMA kernels (bm x bn, or the automatic choice among them when bm = 0)
   int bm, bn, stages, group_n;
 };
 Override g_override = {0, 0, 0, 0, 0};
@@ -808,20 +824,23 @@ double estimate_us(int bm, int bn, const int* counts, int E, int N, int K, int o
   return (std::max(std::max(waves * tile_ns, l2_ns), dram_ns) + 2000.0) / 1000.0;
 }
 
-int find_kernel(int bm, int bn) {
+int find_kernel(int bm, int bn, int promote_k) {
   for (int i = 0; i < kNumKernels; ++i)
-    if (kKernels[i].bm == bm && kKernels[i].bn == bn) return i;
+    if (kKernels[i].bm == bm && kKernels[i].bn == bn && kKernels[i].promote_k == promote_k) return i;
   return -1;
 }
 
 Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, const DeviceInfo& dev, const Override& ov) {
   Plan best;
-  if (ov.path == 1) {
-    best.kernel = find_kernel(ov.bm, ov.bn);
+  const int promote_k = ov.path == 3 ? 32 : 128;
+  const bool forced = (ov.path == 1 || ov.path == 3) && ov.bm > 0;
+  if (forced) {
+    best.kernel = find_kernel(ov.bm, ov.bn, promote_k);
     if (best.kernel < 0) return best;
   }
   for (int i = 0; i < kNumKernels; ++i) {
-    if (ov.path == 1 && i != best.kernel) continue;
+    if (kKernels[i].promote_k != promote_k) continue;
+    if (forced && i != best.kernel) continue;
     const int bm = kKernels[i].bm, bn = kKernels[i].bn;
     const int stages = stages_for(bm, bn, dev.smem_optin);
     if (stages < 2) continue;
@@ -830,7 +849,7 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, const Devi
     const bool better = best.tiles == 0 || t < best.est_us * 0.995 ||
                         (t <= best.est_us * 1.005 && (bm > kKernels[best.kernel].bm ||
                                                       (bm == kKernels[best.kernel].bm && bn > kKernels[best.kernel].bn)));
-    if (ov.path == 1 || better) {
+    if (forced || better) {
       best.kernel = i;
       best.stages = stages;
       best.tiles = tiles;
@@ -838,7 +857,7 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, const Devi
       best.grid = std::min(tiles, dev.sms);
     }
   }
-  if (best.kernel >= 0 && ov.path == 1) {
+  if (best.kernel >= 0 && (ov.path == 1 || ov.path == 3)) {
     if (ov.stages > 0) best.stages = std::min(ov.stages, best.stages);
     if (ov.group_n > 0) best.group_n = ov.group_n;
   }
@@ -949,8 +968,8 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     const int threads = ker.bm / 64 * 128 + 128;
     ker.fn<<<plan.grid, threads, smem, stream>>>(tm_a, tm_b, sa, sb, D, sch);
     if (cudaGetLastError() != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
-    std::snprintf(g_last_config, sizeof(g_last_config), "wgmma %dx%d st%d grid%d tiles%d band%d est%.0fus", ker.bm,
-                  ker.bn, plan.stages, plan.grid, sch.num_tiles, sch.group_n, plan.est_us);
+    std::snprintf(g_last_config, sizeof(g_last_config), "wgmma %dx%d%s st%d grid%d tiles%d band%d est%.0fus", ker.bm,
+                  ker.bn, ker.promote_k == 32 ? "p32" : "", plan.stages, plan.grid, sch.num_tiles, sch.group_n, plan.est_us);
   }
   return OCTET_GEMM_OK;
 }
@@ -1027,9 +1046,12 @@ extern "C" const char* octet_gemm_sm90_error(int code) {
 // Debugging hooks for the harness (not part of the header's API).
 // ------------------------------------------------------------------------------------------------------------
 // path 0: automatic; 1: the WGMMA kernel bm x bn (stages / group_n <= 0 keep the automatic values);
-// 2: the simple SIMT kernel. Returns 0, or OCTET_GEMM_ERR_BAD_SHAPE when no kernel bm x bn is compiled.
+// 2: the simple SIMT kernel; 3: the precise WGMMA kernels that promote after every wgmma (K = 32), bm x bn or,
+// with bm = 0, the automatic choice among them. Returns 0, or OCTET_GEMM_ERR_BAD_SHAPE when no such kernel
+// is compiled.
 extern "C" int octet_fp8_gemm_sm90_debug_force(int path, int bm, int bn, int stages, int group_n) {
-  if (path == 1 && find_kernel(bm, bn) < 0) return OCTET_GEMM_ERR_BAD_SHAPE;
+  if (path < 0 || path > 3) return OCTET_GEMM_ERR_BAD_SHAPE;
+  if ((path == 1 || (path == 3 && bm > 0)) && find_kernel(bm, bn, path == 3 ? 32 : 128) < 0) return OCTET_GEMM_ERR_BAD_SHAPE;
   std::lock_guard<std::mutex> lock(g_mutex);
   g_override = Override{path, bm, bn, stages, group_n};
   return OCTET_GEMM_OK;
@@ -1045,7 +1067,8 @@ extern "C" const char* octet_fp8_gemm_sm90_debug_kernels(void) {
   std::call_once(once, [] {
     size_t used = 0;
     for (int i = 0; i < kNumKernels && used + 16 < sizeof(buf); ++i)
-      used += std::snprintf(buf + used, sizeof(buf) - used, "%s%dx%d", i ? " " : "", kKernels[i].bm, kKernels[i].bn);
+      used += std::snprintf(buf + used, sizeof(buf) - used, "%s%dx%d%s", i ? " " : "", kKernels[i].bm, kKernels[i].bn,
+                            kKernels[i].promote_k == 32 ? "p32" : "");
   });
   return buf;
 }

@@ -2,8 +2,11 @@
 // then speed. No Node.js needed.
 //
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a gemm_sm90.cu gemm_sm90_test.cu -o gemm_test
-//   ./gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped]... [--cfg BMxBN[xST[xBAND]]|simt]
-//               [--seed S] [--reps R] [--no-timing] [--no-fork] [--timeout SEC]
+//   ./gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision]...
+//               [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | precise | simt] [--seed S] [--reps R] [--no-timing]
+//               [--no-fork] [--timeout SEC]
+//   --cfg forces a tile shape (BMxBN: one of the compiled kernels, listed at the start), the precise kernels
+//   (pBMxBN / precise: promotion after every wgmma, K = 32) or the simple SIMT kernel, for every call.
 //
 // Every group runs in a child process (fork before any CUDA call), so a crash, a trap or a hang in one shape
 // class is reported as such and the other classes still run. For each shape:
@@ -78,8 +81,8 @@ int g_failures = 0;               // in this process
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr, "gemm_test: %s\n", msg);
   std::fprintf(stderr,
-               "usage: gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped]...\n"
-               "                 [--cfg BMxBN[xSTAGES[xBAND]] | --cfg simt] [--seed S] [--reps R] [--no-timing]\n"
+               "usage: gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision]...\n"
+               "                 [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | precise | simt] [--seed S] [--reps R] [--no-timing]\n"
                "                 [--no-fork] [--timeout SEC]\n");
   std::exit(2);
 }
@@ -109,10 +112,14 @@ void parse_args(int argc, char** argv) {
       const std::string v = next();
       if (v == "simt") {
         g_opt.force_path = 2;
+      } else if (v == "precise") {
+        g_opt.force_path = 3;
       } else {
         int bm = 0, bn = 0, st = 0, band = 0;
-        if (std::sscanf(v.c_str(), "%dx%dx%dx%d", &bm, &bn, &st, &band) < 2) usage("--cfg wants BMxBN[xSTAGES[xBAND]] or simt");
-        g_opt.force_path = 1;
+        const bool precise = !v.empty() && v[0] == 'p';
+        if (std::sscanf(v.c_str() + (precise ? 1 : 0), "%dx%dx%dx%d", &bm, &bn, &st, &band) < 2)
+          usage("--cfg wants BMxBN[xSTAGES[xBAND]], pBMxBN (precise), precise or simt");
+        g_opt.force_path = precise ? 3 : 1;
         g_opt.force_bm = bm;
         g_opt.force_bn = bn;
         g_opt.force_stages = st;
@@ -916,6 +923,25 @@ void group_grouped(uint64_t seed) {
   }
 }
 
+// fp32 output against float64 with the spec's interval (promotion every 128 of K: four wgmma k32 summed in
+// the tensor cores) and with a promotion after every wgmma (K = 32): how much of the fp32 error is the tensor
+// cores' accumulation, and what the precise variant costs.
+void group_precision(uint64_t seed) {
+  const Shape shapes[] = {{256, 2112, 7168}, {4096, 4096, 7168}};
+  for (const Shape& s : shapes) {
+    if (g_opt.quick && s.M == 4096) continue;
+    for (int precise = 0; precise < 2; ++precise) {
+      if (octet_fp8_gemm_sm90_debug_force(precise ? 3 : g_opt.force_path, precise ? 0 : g_opt.force_bm,
+                                          precise ? 0 : g_opt.force_bn, g_opt.force_stages, g_opt.force_band) != 0)
+        octet_fp8_gemm_sm90_debug_force(precise ? 3 : 0, 0, 0, 0, 0);
+      Problem p = dense_problem(s.M, s.N, s.K);
+      p.name += precise ? " p32" : " p128";
+      test_problem("precision", p, true, mix_seed(seed, fmt("%dx%dx%d", s.M, s.N, s.K)));  // same inputs for both
+    }
+  }
+  octet_fp8_gemm_sm90_debug_force(g_opt.force_path, g_opt.force_bm, g_opt.force_bn, g_opt.force_stages, g_opt.force_band);
+}
+
 void run_group(const std::string& name, uint64_t seed) {
   int dev = 0;
   cudaDeviceProp prop{};
@@ -925,8 +951,8 @@ void run_group(const std::string& name, uint64_t seed) {
     const int rc = octet_fp8_gemm_sm90_debug_force(g_opt.force_path, g_opt.force_bm, g_opt.force_bn, g_opt.force_stages,
                                                    g_opt.force_band);
     if (rc != 0) {
-      std::printf("  --cfg %dx%d is not compiled in (kernels: %s)\n", g_opt.force_bm, g_opt.force_bn,
-                  octet_fp8_gemm_sm90_debug_kernels());
+      std::printf("  --cfg %s%dx%d is not compiled in (kernels: %s)\n", g_opt.force_path == 3 ? "p" : "", g_opt.force_bm,
+                  g_opt.force_bn, octet_fp8_gemm_sm90_debug_kernels());
       std::exit(2);
     }
   }
@@ -936,6 +962,7 @@ void run_group(const std::string& name, uint64_t seed) {
   else if (name == "m128") group_m(128, seed);
   else if (name == "m4096") group_m(4096, seed);
   else if (name == "grouped") group_grouped(seed);
+  else if (name == "precision") group_precision(seed);
   else if (name == "shape") group_shapes(seed);
   else std::printf("  unknown group %s\n", name.c_str());
 }
@@ -951,7 +978,7 @@ int main(int argc, char** argv) {
   }
   init_tables();
   std::vector<std::string> groups = g_opt.groups;
-  if (groups.empty()) groups = g_opt.shapes.empty() ? std::vector<std::string>{"api", "odd", "m64", "m128", "m4096", "grouped"}
+  if (groups.empty()) groups = g_opt.shapes.empty() ? std::vector<std::string>{"api", "odd", "m64", "m128", "m4096", "grouped", "precision"}
                                                     : std::vector<std::string>{"shape"};
   if (!g_opt.shapes.empty() && std::find(groups.begin(), groups.end(), "shape") == groups.end()) groups.push_back("shape");
   std::printf("gemm_sm90 harness: seed %llu (replay with --seed %llu)%s%s, groups:", static_cast<unsigned long long>(g_opt.seed),
