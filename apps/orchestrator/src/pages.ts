@@ -1,0 +1,216 @@
+// The web view's HTML: an index of jobs and a page per job with its loss curve (server-rendered SVG). A job page
+// that is not finished refreshes itself: it re-fetches its summary fragment and its curve every refresh interval
+// and stops once the job has ended. Every link is relative, so the pages work behind a path prefix.
+import type { CurvePoint } from "@octet/jobs";
+import type { ListPage } from "./store.js";
+import { FINAL_STATES, JOB_STATES, type JobView } from "./view.js";
+
+export function esc(s: unknown): string {
+  return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+}
+
+function fmt(n: number | null | undefined, digits = 4): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return "–";
+  if (Number.isInteger(n)) return String(n);
+  return n.toFixed(digits);
+}
+
+function time(ms: number | null | undefined): string {
+  return ms ? new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "–";
+}
+
+/** Compact number for axis labels. */
+function tick(n: number): string {
+  if (Math.abs(n) >= 1000 || Number.isInteger(n)) return String(Math.round(n));
+  return n.toPrecision(4);
+}
+
+export interface SvgOptions {
+  width?: number;
+  height?: number;
+}
+
+/**
+ * The loss curve as an SVG document: training loss as the path `.loss`, validation loss (where reported) as the
+ * path `.val-loss` with a dot per point; both carry data-points (the number of points drawn), the svg carries
+ * data-last-step and data-last-loss. Points are expected tidy (one per step, sorted: tidyCurve).
+ */
+export function renderCurveSvg(points: CurvePoint[], opts: SvgOptions = {}): string {
+  const W = opts.width ?? 800;
+  const H = opts.height ?? 320;
+  const m = { l: 64, r: 20, t: 16, b: 40 };
+  const train = points.filter((p) => Number.isFinite(p.loss));
+  const val = points.filter((p) => p.valLoss !== undefined && Number.isFinite(p.valLoss));
+  const last = train[train.length - 1];
+  const head = `<svg xmlns="http://www.w3.org/2000/svg" id="loss-curve" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="loss curve" data-last-step="${last ? last.step : ""}" data-last-loss="${last ? last.loss : ""}">`;
+  if (train.length === 0 && val.length === 0) {
+    return `${head}<text x="${W / 2}" y="${H / 2}" text-anchor="middle" fill="#888">no curve points yet</text><path class="loss" data-points="0" d=""/></svg>`;
+  }
+  const steps = [...train, ...val].map((p) => p.step);
+  const losses = [...train.map((p) => p.loss), ...val.map((p) => p.valLoss!)];
+  const x0 = Math.min(...steps);
+  let x1 = Math.max(...steps);
+  if (x1 === x0) x1 = x0 + 1;
+  let y0 = Math.min(...losses);
+  let y1 = Math.max(...losses);
+  if (y1 === y0) {
+    y0 -= 0.5;
+    y1 += 0.5;
+  }
+  const pad = (y1 - y0) * 0.05;
+  y0 -= pad;
+  y1 += pad;
+  const X = (s: number) => m.l + ((s - x0) / (x1 - x0)) * (W - m.l - m.r);
+  const Y = (l: number) => m.t + (1 - (l - y0) / (y1 - y0)) * (H - m.t - m.b);
+  const pathOf = (ps: { x: number; y: number }[]) => ps.map((p, i) => `${i === 0 ? "M" : "L"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ");
+  const trainPts = train.map((p) => ({ x: X(p.step), y: Y(p.loss) }));
+  const valPts = val.map((p) => ({ x: X(p.step), y: Y(p.valLoss!) }));
+  const parts: string[] = [head];
+  parts.push(`<rect x="${m.l}" y="${m.t}" width="${W - m.l - m.r}" height="${H - m.t - m.b}" fill="#fff" stroke="#ccc"/>`);
+  for (let i = 0; i <= 4; i++) {
+    const l = y0 + pad + ((y1 - y0 - 2 * pad) * i) / 4;
+    const y = Y(l).toFixed(1);
+    parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${y}" y2="${y}" stroke="#eee"/><text class="y-tick" x="${m.l - 6}" y="${y}" text-anchor="end" dominant-baseline="middle" font-size="11">${esc(tick(l))}</text>`);
+  }
+  for (let i = 0; i <= 4; i++) {
+    const s = x0 + ((x1 - x0) * i) / 4;
+    parts.push(`<text class="x-tick" x="${X(s).toFixed(1)}" y="${H - m.b + 16}" text-anchor="middle" font-size="11">${esc(tick(s))}</text>`);
+  }
+  parts.push(`<text x="${(m.l + W - m.r) / 2}" y="${H - 6}" text-anchor="middle" font-size="12">step</text>`);
+  parts.push(`<text x="14" y="${(m.t + H - m.b) / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 14 ${(m.t + H - m.b) / 2})">loss (nats/token)</text>`);
+  parts.push(`<path class="loss" data-points="${trainPts.length}" d="${pathOf(trainPts)}" fill="none" stroke="#1f6feb" stroke-width="1.6"/>`);
+  if (trainPts.length > 0) {
+    const p = trainPts[trainPts.length - 1];
+    parts.push(`<circle class="last" cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="3" fill="#1f6feb"/>`);
+  }
+  if (valPts.length > 0) {
+    parts.push(`<path class="val-loss" data-points="${valPts.length}" d="${pathOf(valPts)}" fill="none" stroke="#d1242f" stroke-width="1.4" stroke-dasharray="4 3"/>`);
+    for (const p of valPts) parts.push(`<circle class="val-point" cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="2.5" fill="#d1242f"/>`);
+  }
+  parts.push(`<g font-size="12"><line x1="${W - m.r - 150}" x2="${W - m.r - 130}" y1="${m.t + 14}" y2="${m.t + 14}" stroke="#1f6feb" stroke-width="2"/><text x="${W - m.r - 125}" y="${m.t + 18}">train</text>`);
+  parts.push(`<line x1="${W - m.r - 80}" x2="${W - m.r - 60}" y1="${m.t + 14}" y2="${m.t + 14}" stroke="#d1242f" stroke-width="2" stroke-dasharray="4 3"/><text x="${W - m.r - 55}" y="${m.t + 18}">val</text></g>`);
+  parts.push("</svg>");
+  return parts.join("");
+}
+
+const STYLE = `
+body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
+header{background:#24292f;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:center}
+header a{color:#fff;text-decoration:none}header b{font-size:16px}
+main{padding:16px 20px;max-width:1100px}
+table{border-collapse:collapse;width:100%;background:#fff}th,td{border-bottom:1px solid #d8dee4;padding:5px 8px;text-align:left;white-space:nowrap}
+th{background:#eaeef2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.state{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;color:#fff;background:#57606a}
+.state-active{background:#1f6feb}.state-completed{background:#1a7f37}.state-failed{background:#d1242f}.state-cancelled{background:#8250df}.state-delayed{background:#bf8700}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;background:#fff;padding:10px 14px;border:1px solid #d8dee4}dt{color:#57606a}dd{margin:0}
+pre{background:#fff;border:1px solid #d8dee4;padding:8px;overflow:auto}
+.filters a{margin-right:10px}.muted{color:#57606a}
+`;
+
+function layout(title: string, root: string, body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>${esc(title)}</title><style>${STYLE}</style></head>
+<body><header><b>Octet</b><a href="${root}">Jobs</a><a href="${root}queues">Queue (bull-board)</a><a href="${root}metrics">Metrics</a><a href="${root}api/jobs">API</a></header>
+<main>${body}</main></body></html>`;
+}
+
+function stateBadge(state: string, cancelRequested = false): string {
+  return `<span class="state state-${esc(state)}">${esc(state)}${cancelRequested && !FINAL_STATES.has(state) ? " (cancel requested)" : ""}</span>`;
+}
+
+function configName(v: JobView): string {
+  if (!v.spec) return "–";
+  return typeof v.spec.config === "string" ? v.spec.config : "custom";
+}
+
+export function renderIndex(page: ListPage, opts: { state?: string; pageToken?: string; queue: string }): string {
+  const c = page.counts;
+  const filters = [`<a href="./">all</a>`, ...JOB_STATES.map((s) => `<a href="?state=${s}">${s}</a>`)].join("");
+  const rows = page.jobs
+    .map((j) => {
+      const p = j.progress;
+      const step = j.result ? `${j.result.step}` : p ? `${p.step}/${p.totalSteps}` : "–";
+      const loss = j.result ? j.result.loss : (p?.loss ?? null);
+      return `<tr data-job-id="${esc(j.id)}"><td><a href="jobs/${encodeURIComponent(j.id)}">${esc(j.id)}</a></td><td>${stateBadge(j.state, j.cancelRequested)}</td><td>${esc(j.run ?? "–")}</td><td>${esc(configName(j))}</td><td>${esc(j.spec?.recipe ?? "–")}</td><td class="num">${esc(j.spec?.gpus ?? "–")}</td><td class="num">${esc(j.priority)}</td><td class="num">${esc(step)}</td><td class="num">${esc(fmt(loss))}</td><td>${esc(time(j.createdAt))}</td></tr>`;
+    })
+    .join("\n");
+  const next = page.nextPageToken ? `<p><a href="?${opts.state ? `state=${encodeURIComponent(opts.state)}&amp;` : ""}pageToken=${encodeURIComponent(page.nextPageToken)}">next page →</a></p>` : "";
+  const body = `<h1>Jobs on queue ${esc(opts.queue)}</h1>
+<p class="muted">waiting ${c.waiting} · delayed ${c.delayed} · active ${c.active} · completed ${c.completed} · failed/cancelled ${c.failed}</p>
+<p class="filters">${filters}</p>
+<table id="jobs"><thead><tr><th>id</th><th>state</th><th>run</th><th>config</th><th>recipe</th><th>gpus</th><th>priority</th><th>step</th><th>loss</th><th>created</th></tr></thead>
+<tbody>${rows || `<tr><td colspan="10" class="muted">no jobs${opts.state ? ` in state ${esc(opts.state)}` : ""}</td></tr>`}</tbody></table>${next}`;
+  return layout(`Octet jobs`, "./", body);
+}
+
+/** The part of a job page that refreshes: state, progress, result, error. Its root carries data-state. */
+export function renderJobSummary(j: JobView): string {
+  const p = j.progress;
+  const r = j.result;
+  const rows: [string, string][] = [
+    ["state", stateBadge(j.state, j.cancelRequested)],
+    ["run", esc(j.run ?? "–")],
+    ["config / recipe", `${esc(configName(j))} / ${esc(j.spec?.recipe ?? "–")}`],
+    ["gpus / priority", `${esc(j.spec?.gpus ?? "–")} / ${esc(j.priority)}`],
+    ["attempts", `${j.attemptsMade} of ${j.maxAttempts}`],
+    ["created / started / finished", `${time(j.createdAt)} / ${time(j.startedAt)} / ${time(j.finishedAt)}`],
+  ];
+  if (p) {
+    rows.push(["phase", esc(p.phase)]);
+    rows.push(["step", `<span data-field="step">${p.step}</span> / ${p.totalSteps}`]);
+    rows.push(["loss / val loss", `<span data-field="loss">${fmt(p.loss)}</span> / ${fmt(p.valLoss)}`]);
+    rows.push(["tokens/s", fmt(p.tokensPerSec, 0)]);
+    rows.push(["last checkpoint", p.lastCheckpoint ? `step ${p.lastCheckpoint.step}: <code>${esc(p.lastCheckpoint.path)}</code>` : "–"]);
+    if (p.resumedFrom !== null) rows.push(["resumed from", `step ${p.resumedFrom}`]);
+    if (p.workerId) rows.push(["worker", esc(p.workerId)]);
+  }
+  if (r) {
+    rows.push(["final loss / val loss", `<span data-field="final-loss">${fmt(r.loss)}</span> / ${fmt(r.valLoss)}`]);
+    if (r.entropyRate !== null) rows.push(["entropy floor", `${fmt(r.entropyRate)} nats/token`]);
+    rows.push(["time", `${fmt(r.seconds, 1)} s`]);
+  }
+  if (j.checkpoints.length) rows.push(["checkpoints", j.checkpoints.map((c) => `step ${c.step}: <code>${esc(c.path)}</code>`).join("<br>")]);
+  if (j.failedReason) rows.push([j.state === "failed" || j.state === "cancelled" ? "error" : "last attempt's error", `<code data-field="error">${esc(j.failedReason)}</code>`]);
+  if (j.specError) rows.push(["invalid spec", `<code>${esc(j.specError)}</code>`]);
+  return `<div id="summary" data-state="${esc(j.state)}"><dl>${rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("")}</dl></div>`;
+}
+
+export function renderJobPage(j: JobView, curve: CurvePoint[], refreshMs: number): string {
+  const live = !FINAL_STATES.has(j.state);
+  const id = encodeURIComponent(j.id);
+  const body = `<h1>Job ${esc(j.id)}</h1>
+<div id="job" data-id="${esc(j.id)}" data-refresh-ms="${refreshMs}" data-live="${live}">
+${renderJobSummary(j)}
+<h2>Loss curve</h2>
+<div id="curve">${renderCurveSvg(curve)}</div>
+<p class="muted">JSON: <a href="../api/jobs/${id}">../api/jobs/${esc(j.id)}</a></p>
+<details><summary>spec</summary><pre>${esc(JSON.stringify(j.spec ?? j.data, null, 2))}</pre></details>
+${j.stacktrace.length ? `<details><summary>stack traces</summary><pre>${esc(j.stacktrace.join("\n\n"))}</pre></details>` : ""}
+</div>
+<script>
+(() => {
+  const root = document.getElementById("job");
+  const base = encodeURIComponent(root.dataset.id);
+  const every = Number(root.dataset.refreshMs) || 1000;
+  let refreshes = 0;
+  async function tick() {
+    try {
+      const [s, c] = await Promise.all([fetch(base + "/summary", { cache: "no-store" }), fetch(base + "/curve.svg", { cache: "no-store" })]);
+      if (s.ok) document.getElementById("summary").outerHTML = await s.text();
+      if (c.ok) document.getElementById("curve").innerHTML = await c.text();
+      root.dataset.refreshes = String(++refreshes);
+      const state = document.getElementById("summary").dataset.state;
+      if (["completed", "failed", "cancelled"].includes(state)) { root.dataset.live = "false"; return; }
+    } catch (e) { /* the orchestrator may restart: keep trying */ }
+    setTimeout(tick, every);
+  }
+  if (root.dataset.live === "true") setTimeout(tick, every);
+})();
+</script>`;
+  return layout(`Job ${j.id}`, "../", body);
+}
+
+export function renderNotFound(what: string, root: string): string {
+  return layout("Not found", root, `<h1>Not found</h1><p>${esc(what)}</p>`);
+}
