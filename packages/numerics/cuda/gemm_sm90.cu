@@ -142,6 +142,38 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map
       : "memory");
 }
 
+// The same load, delivered to the same shared-memory offset (data and complete_tx on the same mbarrier offset)
+// in every CTA of the cluster named in cta_mask.
+__device__ __forceinline__ void tma_load_2d_multicast(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar,
+                                                      uint16_t cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar), "h"(cta_mask)
+      : "memory");
+}
+
+__device__ __forceinline__ uint32_t cluster_cta_rank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+
+// All non-exited threads of the cluster; release/acquire orders shared-memory accesses across its CTAs.
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
+// Arrive on the mbarrier at the same offset in CTA `rank` of the cluster.
+__device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_t rank) {
+  asm volatile(
+      "{\n.reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
+      "r"(rank)
+      : "memory");
+}
+
 __device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
@@ -390,12 +422,40 @@ __device__ __forceinline__ TileCoord locate_tile(const Schedule& sch, int t, int
   return c;
 }
 
+// kMC = 2 (dense only): the two CTAs of a cluster take M-tiles 2p and 2p+1 of the same N-tile, in lockstep over
+// "units" u = cluster, cluster + clusters, ...; a CTA whose M-tile falls past the end recomputes the last M-tile
+// and stores nothing (it must still load its half of B and release its slots for its peer).
+template <int BM, int kMC>
+__device__ __forceinline__ TileCoord locate_unit(const Schedule& sch, int u, int bn, uint32_t rank) {
+  if constexpr (kMC == 1) {
+    return locate_tile<BM>(sch, u, bn);
+  } else {
+    const int pairs_m = (sch.num_m_tiles + 1) >> 1;
+    const int band = sch.group_n * pairs_m;
+    const int g = u / band;
+    const int local = u - g * band;
+    const int n_first = g * sch.group_n;
+    const int width = min(sch.group_n, sch.num_n_tiles - n_first);
+    const int mp = local / width;
+    const int nt = n_first + (local - mp * width);
+    const int mt = 2 * mp + static_cast<int>(rank);
+    TileCoord c;
+    c.expert = 0;
+    c.m0 = sch.offsets[0] + min(mt, sch.num_m_tiles - 1) * BM;
+    c.m_end = mt < sch.num_m_tiles ? sch.offsets[1] : 0;  // nothing is stored for a tile past the end
+    c.n0 = nt * bn;
+    return c;
+  }
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // The kernel
 // ------------------------------------------------------------------------------------------------------------
 // kPromoteK: elements of K summed by the tensor cores before each promotion to FP32: 128 (the spec's interval,
 // four wgmma k32 per promotion) or 32 (every wgmma promoted on its own: the "precise" variant, see GEMM-NOTES.md).
-template <int BM, int BN, int kPromoteK>
+// kMC: CTAs per cluster sharing each B tile through TMA multicast (1 = no cluster; 2 = each CTA loads half of
+// the B tile for both, dense GEMMs only).
+template <int BM, int BN, int kPromoteK, int kMC>
 __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     fp8_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
                          const float* __restrict__ sa, const float* __restrict__ sb, void* __restrict__ d_out,
@@ -403,6 +463,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(BM == 64 || BM == 128, "BM is 64 (one consumer warpgroup) or 128 (two)");
   static_assert(kPromoteK == 128 || kPromoteK == 32, "promotion every 128 or every 32 of K");
+  static_assert(kMC == 1 || (kMC == 2 && BN % 16 == 0), "multicast halves of B must stay 1024-byte aligned");
   static_assert(BN % 16 == 0 && BN >= 16 && BN <= 192, "BN: a multiple of 16 up to 192");
   // A tile's columns [n0, n0 + BN) must touch at most two 128-column scale blocks of B.
   static_assert(BN <= 128 || (128 - (BN & -BN)) + BN <= 256, "a tile could span three sb blocks");
@@ -427,14 +488,19 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     prefetch_tensor_map(&tm_b);
     for (int s = 0; s < stages; ++s) {
       mbar_init(bar_full + 8 * s, 1);
-      mbar_init(bar_empty + 8 * s, kMathWG * 4);
+      mbar_init(bar_empty + 8 * s, kMathWG * 4 * kMC);  // every consumer warp of every CTA sharing the slot
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
   }
-  __syncthreads();
+  // The peer's multicast loads and remote arrivals must not reach barriers that are not initialized yet.
+  if constexpr (kMC > 1) cluster_sync();
+  else __syncthreads();
 
   const int num_kb = sch.num_kb;
+  const uint32_t rank = kMC > 1 ? cluster_cta_rank() : 0u;
+  const int unit0 = kMC > 1 ? static_cast<int>(blockIdx.x) / kMC : static_cast<int>(blockIdx.x);
+  const int unit_step = kMC > 1 ? static_cast<int>(gridDim.x) / kMC : static_cast<int>(gridDim.x);
 
   if (tid >= kMathThreads) {
     // ---------------- producer warpgroup ----------------
@@ -442,15 +508,21 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     if (tid == kMathThreads) {
       int s = 0;
       uint32_t phase = 0;
-      for (int t = blockIdx.x; t < sch.num_tiles; t += gridDim.x) {
-        const TileCoord tile = locate_tile<BM>(sch, t, BN);
+      for (int t = unit0; t < sch.num_tiles; t += unit_step) {
+        const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
         const int b_row = (sch.expert_base + tile.expert) * sch.N + tile.n0;
         for (int kb = 0; kb < num_kb; ++kb) {
           mbar_wait(bar_empty + 8 * s, phase ^ 1u, 0, s);
           const uint32_t full = bar_full + 8 * s;
-          mbar_arrive_expect_tx(full, kABytes + kBBytes);
+          mbar_arrive_expect_tx(full, kABytes + kBBytes);  // with kMC = 2 half of B comes from the peer's load
           tma_load_2d(smem_a + s * kABytes, &tm_a, kb * kBlockK, tile.m0, full);
-          tma_load_2d(smem_b + s * kBBytes, &tm_b, kb * kBlockK, b_row, full);
+          if constexpr (kMC == 1) {
+            tma_load_2d(smem_b + s * kBBytes, &tm_b, kb * kBlockK, b_row, full);
+          } else {
+            constexpr uint32_t kHalf = kBBytes / 2;
+            tma_load_2d_multicast(smem_b + s * kBBytes + rank * kHalf, &tm_b, kb * kBlockK,
+                                  b_row + static_cast<int>(rank) * (BN / 2), full, static_cast<uint16_t>(0x3));
+          }
           if (++s == stages) {
             s = 0;
             phase ^= 1u;
@@ -476,8 +548,8 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
 
     int s = 0;
     uint32_t phase = 0;
-    for (int t = blockIdx.x; t < sch.num_tiles; t += gridDim.x) {
-      const TileCoord tile = locate_tile<BM>(sch, t, BN);
+    for (int t = unit0; t < sch.num_tiles; t += unit_step) {
+      const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
       const int ge = sch.expert_base + tile.expert;
       const int r0 = min(tile.m0 + row_in_tile, sch.M_total - 1);
       const int r1 = min(tile.m0 + row_in_tile + 8, sch.M_total - 1);
@@ -533,6 +605,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
           wgmma_wait_all();
           // The slot's shared memory has been read by the tensor cores: hand it back to the producer.
           if (lane == 0) mbar_arrive(bar_empty + 8 * s);
+          if (kMC > 1 && lane == 1) mbar_arrive_cluster(bar_empty + 8 * s, rank ^ 1u);
           promote();
         } else {
 #pragma unroll
@@ -546,6 +619,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
             for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
             wgmma_wait_all();
             if (k == 3 && lane == 0) mbar_arrive(bar_empty + 8 * s);
+            if (kMC > 1 && k == 3 && lane == 1) mbar_arrive_cluster(bar_empty + 8 * s, rank ^ 1u);
             promote();
           }
         }
@@ -598,6 +672,9 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       }
     }
   }
+  // A CTA must outlive its peer's last remote arrival on its barriers (and the peer's last multicast into its
+  // shared memory, which its own consumers have already waited for).
+  if constexpr (kMC > 1) cluster_sync();
 #else
   // Built for a target without sm_90a features: refuse loudly.
   __trap();
@@ -685,12 +762,13 @@ __global__ void __launch_bounds__(256) fp8_gemm_simt_kernel(const uint8_t* __res
 using KernelFn = void (*)(CUtensorMap, CUtensorMap, const float*, const float*, void*, Schedule);
 
 struct KernelEntry {
-  int bm, bn, promote_k;
+  int bm, bn, promote_k, mc;
   KernelFn fn;
 };
 
-#define OCTET_SM90_KERNEL(bm, bn) {bm, bn, 128, &fp8_gemm_sm90_kernel<bm, bn, 128>}
-#define OCTET_SM90_PRECISE(bm, bn) {bm, bn, 32, &fp8_gemm_sm90_kernel<bm, bn, 32>}
+#define OCTET_SM90_KERNEL(bm, bn) {bm, bn, 128, 1, &fp8_gemm_sm90_kernel<bm, bn, 128, 1>}
+#define OCTET_SM90_PRECISE(bm, bn) {bm, bn, 32, 1, &fp8_gemm_sm90_kernel<bm, bn, 32, 1>}
+#define OCTET_SM90_MULTICAST(bm, bn) {bm, bn, 128, 2, &fp8_gemm_sm90_kernel<bm, bn, 128, 2>}
 const KernelEntry kKernels[] = {
     OCTET_SM90_KERNEL(64, 16),   OCTET_SM90_KERNEL(64, 32),   OCTET_SM90_KERNEL(64, 48),
     OCTET_SM90_KERNEL(64, 64),   OCTET_SM90_KERNEL(64, 96),   OCTET_SM90_KERNEL(64, 112),
@@ -701,9 +779,13 @@ const KernelEntry kKernels[] = {
     OCTET_SM90_KERNEL(128, 160), OCTET_SM90_KERNEL(128, 192),
     // promotion after every wgmma (K = 32): chosen only through octet_fp8_gemm_sm90_debug_force(3, ...)
     OCTET_SM90_PRECISE(64, 64),  OCTET_SM90_PRECISE(128, 128),
+    // 2-CTA clusters sharing B by TMA multicast, dense only: chosen only through octet_fp8_gemm_sm90_debug_force(4, ...)
+    OCTET_SM90_MULTICAST(128, 128), OCTET_SM90_MULTICAST(128, 144), OCTET_SM90_MULTICAST(128, 160),
+    OCTET_SM90_MULTICAST(128, 192),
 };
 #undef OCTET_SM90_KERNEL
 #undef OCTET_SM90_PRECISE
+#undef OCTET_SM90_MULTICAST
 constexpr int kNumKernels = static_cast<int>(sizeof(kKernels) / sizeof(kKernels[0]));
 
 struct DeviceInfo {
@@ -711,6 +793,7 @@ struct DeviceInfo {
   int sms;
   int smem_optin;
   bool attr_set[kNumKernels];
+  int max_clusters[kNumKernels];  // multicast kernels: clusters that fit on the device at once (0 = not asked yet)
 };
 
 constexpr int kMaxDevices = 64;
@@ -721,7 +804,8 @@ bool g_device_probed[kMaxDevices];
 // Debugging hooks (see octet_fp8_gemm_sm90_debug_force below): 0 = automatic choice.
 struct Override {
   int path;  // 0 automatic, 1 WGMMA kernel bm x bn, 2 the simple SIMT kernel, 3 the precise (promote every 32)
-             // WGMMA kernels (bm x bn, or the automatic choice among them when bm = 0)
+             // WGMMA kernels, 4 the 2-CTA multicast WGMMA kernels (dense only; grouped calls keep path 0);
+             // for 3 and 4, bm = 0 picks automatically among that family
   int bm, bn, stages, group_n;
 };
 Override g_override = {0, 0, 0, 0, 0};
@@ -799,8 +883,9 @@ size_t smem_bytes_for(int bm, int bn, int stages) {
 // that grows with BN (operand traffic per MMA) and with two consumer warpgroups (one promotes while the other
 // multiplies); per-SM operand feed ~120 B/ns; L2 ~9 TB/s; DRAM ~2.8 TB/s. The choice minimizes
 // max(waves * tile time, L2 time, DRAM time). Wave quantization dominates at M = 4096; operand traffic and
-// CTA count dominate at M = 64/128.
-double estimate_us(int bm, int bn, const int* counts, int E, int N, int K, int out_bytes, int sms, int* tiles_out) {
+// CTA count dominate at M = 64/128. With mc = 2 each CTA loads half of its B tile and M-tiles go in pairs.
+double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int K, int out_bytes, int ctas,
+                   int* tiles_out) {
   long long m_tiles = 0, rows = 0, experts = 0;
   for (int e = 0; e < E; ++e) {
     if (counts[e] <= 0) continue;
@@ -808,56 +893,94 @@ double estimate_us(int bm, int bn, const int* counts, int E, int N, int K, int o
     rows += counts[e];
     ++experts;
   }
+  if (mc > 1) m_tiles = (m_tiles + mc - 1) / mc * mc;
   const long long n_tiles = ceil_div(N, bn);
   const long long tiles = m_tiles * n_tiles;
   *tiles_out = static_cast<int>(std::min<long long>(tiles, 1ll << 30));
   if (tiles == 0) return 0.0;
-  const long long grid = std::min<long long>(tiles, sms);
+  const long long grid = std::min<long long>(tiles, ctas);
   const long long waves = (tiles + grid - 1) / grid;
   const double eff = (bm == 128 ? 0.92 : 0.62) * bn / (bn + 24.0);
   const double compute_ns = static_cast<double>(bm) * bn * K / (7188.0 * eff);
-  const double load_ns = static_cast<double>(bm + bn) * K / 120.0;
+  const double load_ns = (bm + static_cast<double>(bn) / mc) * K / 120.0;
   const double tile_ns = std::max(compute_ns, load_ns);
-  const double l2_ns = static_cast<double>(tiles) * (bm + bn) * K / 9000.0;
+  const double l2_ns = static_cast<double>(tiles) * (bm + static_cast<double>(bn) / mc) * K / 9000.0;
   const double dram_ns = (static_cast<double>(rows) * K + static_cast<double>(experts) * N * K +
                           static_cast<double>(rows) * N * out_bytes) / 2800.0;
   return (std::max(std::max(waves * tile_ns, l2_ns), dram_ns) + 2000.0) / 1000.0;
 }
 
-int find_kernel(int bm, int bn, int promote_k) {
+int find_kernel(int bm, int bn, int promote_k, int mc) {
   for (int i = 0; i < kNumKernels; ++i)
-    if (kKernels[i].bm == bm && kKernels[i].bn == bn && kKernels[i].promote_k == promote_k) return i;
+    if (kKernels[i].bm == bm && kKernels[i].bn == bn && kKernels[i].promote_k == promote_k && kKernels[i].mc == mc) return i;
   return -1;
 }
 
-Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, const DeviceInfo& dev, const Override& ov) {
+// Clusters of kernel i that can be resident at once (multicast kernels), asked once per device.
+int max_active_clusters(DeviceInfo& dev, int i, size_t smem) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (dev.max_clusters[i] == 0) {
+    int n = 0;
+    const KernelEntry& ker = kKernels[i];
+    if (cudaFuncSetAttribute(reinterpret_cast<const void*>(ker.fn), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             dev.smem_optin) == cudaSuccess) {
+      dev.attr_set[i] = true;
+      cudaLaunchConfig_t cfg = {};
+      cudaLaunchAttribute attr[1];
+      attr[0].id = cudaLaunchAttributeClusterDimension;
+      attr[0].val.clusterDim.x = ker.mc;
+      attr[0].val.clusterDim.y = 1;
+      attr[0].val.clusterDim.z = 1;
+      cfg.gridDim = dim3(ker.mc * 64, 1, 1);
+      cfg.blockDim = dim3(ker.bm / 64 * 128 + 128, 1, 1);
+      cfg.dynamicSmemBytes = smem;
+      cfg.attrs = attr;
+      cfg.numAttrs = 1;
+      if (cudaOccupancyMaxActiveClusters(&n, ker.fn, &cfg) != cudaSuccess) n = 0;
+    }
+    (void)cudaGetLastError();
+    dev.max_clusters[i] = n > 0 ? n : -1;
+  }
+  return dev.max_clusters[i];
+}
+
+Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo& dev, const Override& ov) {
   Plan best;
   const int promote_k = ov.path == 3 ? 32 : 128;
-  const bool forced = (ov.path == 1 || ov.path == 3) && ov.bm > 0;
+  const int mc = (ov.path == 4 && E == 1) ? 2 : 1;
+  const bool forced = (ov.path == 1 || ((ov.path == 3 || ov.path == 4) && ov.bm > 0)) && !(ov.path == 4 && mc == 1);
   if (forced) {
-    best.kernel = find_kernel(ov.bm, ov.bn, promote_k);
+    best.kernel = find_kernel(ov.bm, ov.bn, promote_k, mc);
     if (best.kernel < 0) return best;
   }
+  const int chosen = best.kernel;
+  best.kernel = -1;
   for (int i = 0; i < kNumKernels; ++i) {
-    if (kKernels[i].promote_k != promote_k) continue;
-    if (forced && i != best.kernel) continue;
+    if (kKernels[i].promote_k != promote_k || kKernels[i].mc != mc) continue;
+    if (forced && i != chosen) continue;
     const int bm = kKernels[i].bm, bn = kKernels[i].bn;
     const int stages = stages_for(bm, bn, dev.smem_optin);
     if (stages < 2) continue;
+    int ctas = dev.sms;
+    if (mc > 1) {
+      const int clusters = max_active_clusters(dev, i, smem_bytes_for(bm, bn, stages));
+      if (clusters <= 0) continue;
+      ctas = clusters * mc;
+    }
     int tiles = 0;
-    const double t = estimate_us(bm, bn, counts, E, N, K, out_bytes, dev.sms, &tiles);
-    const bool better = best.tiles == 0 || t < best.est_us * 0.995 ||
+    const double t = estimate_us(bm, bn, mc, counts, E, N, K, out_bytes, ctas, &tiles);
+    const bool better = best.kernel < 0 || t < best.est_us * 0.995 ||
                         (t <= best.est_us * 1.005 && (bm > kKernels[best.kernel].bm ||
                                                       (bm == kKernels[best.kernel].bm && bn > kKernels[best.kernel].bn)));
-    if (forced || better) {
+    if (better) {
       best.kernel = i;
       best.stages = stages;
       best.tiles = tiles;
       best.est_us = t;
-      best.grid = std::min(tiles, dev.sms);
+      best.grid = std::min(tiles, ctas);  // with mc > 1: a multiple of mc (tiles and ctas both are)
     }
   }
-  if (best.kernel >= 0 && (ov.path == 1 || ov.path == 3)) {
+  if (best.kernel >= 0 && ov.path != 0 && ov.path != 2) {
     if (ov.stages > 0) best.stages = std::min(ov.stages, best.stages);
     if (ov.group_n > 0) best.group_n = ov.group_n;
   }
@@ -917,9 +1040,11 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     const int ne = std::min(kMaxExpertsPerLaunch, E - e0);
     int counts[kMaxExpertsPerLaunch];
     for (int e = 0; e < ne; ++e) counts[e] = offsets[e0 + e + 1] - offsets[e0 + e];
+    bool any_rows = false;
+    for (int e = 0; e < ne; ++e) any_rows = any_rows || counts[e] > 0;
+    if (!any_rows) continue;
     const Plan plan = make_plan(counts, ne, N, K, out_bytes, *dev, ov);
-    if (plan.kernel < 0) return OCTET_GEMM_ERR_BAD_SHAPE;  // forced configuration that does not exist
-    if (plan.tiles == 0) continue;                         // no rows in this chunk
+    if (plan.kernel < 0 || plan.tiles == 0) return OCTET_GEMM_ERR_BAD_SHAPE;  // a forced configuration that does not exist
     const KernelEntry& ker = kKernels[plan.kernel];
 
     Schedule sch;
@@ -941,7 +1066,8 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     sch.offsets[ne] = offsets[e0 + ne];
     sch.tile_prefix[ne] = prefix;
     sch.num_m_tiles = prefix;
-    sch.num_tiles = prefix * sch.num_n_tiles;
+    // Work units: tiles, or with multicast pairs of M-tiles (the odd one out pairs with a store-nothing twin).
+    sch.num_tiles = (ker.mc > 1 ? (prefix + 1) / 2 : prefix) * sch.num_n_tiles;
     sch.group_n = std::max(1, std::min(plan.group_n, sch.num_n_tiles));
     sch.stages = plan.stages;
     sch.out_bf16 = out_dtype == 1;
@@ -952,7 +1078,7 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     if (rc != OCTET_GEMM_OK) return rc;
     // B of all experts as one [E_all * N, K] tensor; this launch's experts start at row e0 * N.
     const uint64_t b_rows = static_cast<uint64_t>(e0 + ne) * static_cast<uint64_t>(N);
-    rc = encode_operand_map(&tm_b, B, b_rows, static_cast<uint64_t>(K), ker.bn);
+    rc = encode_operand_map(&tm_b, B, b_rows, static_cast<uint64_t>(K), ker.bn / ker.mc);
     if (rc != OCTET_GEMM_OK) return rc;
 
     const size_t smem = smem_bytes_for(ker.bm, ker.bn, plan.stages);
@@ -966,10 +1092,27 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
       }
     }
     const int threads = ker.bm / 64 * 128 + 128;
-    ker.fn<<<plan.grid, threads, smem, stream>>>(tm_a, tm_b, sa, sb, D, sch);
+    if (ker.mc == 1) {
+      ker.fn<<<plan.grid, threads, smem, stream>>>(tm_a, tm_b, sa, sb, D, sch);
+    } else {
+      cudaLaunchConfig_t cfg = {};
+      cudaLaunchAttribute attr[1];
+      attr[0].id = cudaLaunchAttributeClusterDimension;
+      attr[0].val.clusterDim.x = ker.mc;
+      attr[0].val.clusterDim.y = 1;
+      attr[0].val.clusterDim.z = 1;
+      cfg.gridDim = dim3(plan.grid, 1, 1);
+      cfg.blockDim = dim3(threads, 1, 1);
+      cfg.dynamicSmemBytes = smem;
+      cfg.stream = stream;
+      cfg.attrs = attr;
+      cfg.numAttrs = 1;
+      if (cudaLaunchKernelEx(&cfg, ker.fn, tm_a, tm_b, sa, sb, D, sch) != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
+    }
     if (cudaGetLastError() != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
-    std::snprintf(g_last_config, sizeof(g_last_config), "wgmma %dx%d%s st%d grid%d tiles%d band%d est%.0fus", ker.bm,
-                  ker.bn, ker.promote_k == 32 ? "p32" : "", plan.stages, plan.grid, sch.num_tiles, sch.group_n, plan.est_us);
+    std::snprintf(g_last_config, sizeof(g_last_config), "wgmma %dx%d%s%s st%d grid%d units%d band%d est%.0fus", ker.bm,
+                  ker.bn, ker.promote_k == 32 ? "p32" : "", ker.mc > 1 ? "mc2" : "", plan.stages, plan.grid,
+                  sch.num_tiles, sch.group_n, plan.est_us);
   }
   return OCTET_GEMM_OK;
 }
@@ -1046,12 +1189,15 @@ extern "C" const char* octet_gemm_sm90_error(int code) {
 // Debugging hooks for the harness (not part of the header's API).
 // ------------------------------------------------------------------------------------------------------------
 // path 0: automatic; 1: the WGMMA kernel bm x bn (stages / group_n <= 0 keep the automatic values);
-// 2: the simple SIMT kernel; 3: the precise WGMMA kernels that promote after every wgmma (K = 32), bm x bn or,
-// with bm = 0, the automatic choice among them. Returns 0, or OCTET_GEMM_ERR_BAD_SHAPE when no such kernel
-// is compiled.
+// 2: the simple SIMT kernel; 3: the precise WGMMA kernels that promote after every wgmma (K = 32); 4: the 2-CTA
+// multicast kernels (dense calls only; grouped calls use the automatic choice). For 3 and 4, bm x bn picks one,
+// bm = 0 the automatic choice within the family. Returns 0, or OCTET_GEMM_ERR_BAD_SHAPE when no such kernel is
+// compiled.
 extern "C" int octet_fp8_gemm_sm90_debug_force(int path, int bm, int bn, int stages, int group_n) {
-  if (path < 0 || path > 3) return OCTET_GEMM_ERR_BAD_SHAPE;
-  if ((path == 1 || (path == 3 && bm > 0)) && find_kernel(bm, bn, path == 3 ? 32 : 128) < 0) return OCTET_GEMM_ERR_BAD_SHAPE;
+  if (path < 0 || path > 4) return OCTET_GEMM_ERR_BAD_SHAPE;
+  if ((path == 1 || ((path == 3 || path == 4) && bm > 0)) &&
+      find_kernel(bm, bn, path == 3 ? 32 : 128, path == 4 ? 2 : 1) < 0)
+    return OCTET_GEMM_ERR_BAD_SHAPE;
   std::lock_guard<std::mutex> lock(g_mutex);
   g_override = Override{path, bm, bn, stages, group_n};
   return OCTET_GEMM_OK;
@@ -1067,8 +1213,9 @@ extern "C" const char* octet_fp8_gemm_sm90_debug_kernels(void) {
   std::call_once(once, [] {
     size_t used = 0;
     for (int i = 0; i < kNumKernels && used + 16 < sizeof(buf); ++i)
-      used += std::snprintf(buf + used, sizeof(buf) - used, "%s%dx%d%s", i ? " " : "", kKernels[i].bm, kKernels[i].bn,
-                            kKernels[i].promote_k == 32 ? "p32" : "");
+      used += std::snprintf(buf + used, sizeof(buf) - used, "%s%s%dx%d", i ? " " : "",
+                            kKernels[i].promote_k == 32 ? "p" : (kKernels[i].mc > 1 ? "mc" : ""), kKernels[i].bm,
+                            kKernels[i].bn);
   });
   return buf;
 }

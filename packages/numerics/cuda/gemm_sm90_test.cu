@@ -2,11 +2,12 @@
 // then speed. No Node.js needed.
 //
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a gemm_sm90.cu gemm_sm90_test.cu -o gemm_test
-//   ./gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision]...
-//               [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | precise | simt] [--seed S] [--reps R] [--no-timing]
+//   ./gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|multicast]...
+//               [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | mcBMxBN | precise | mc | simt] [--seed S] [--reps R] [--no-timing]
 //               [--no-fork] [--timeout SEC]
 //   --cfg forces a tile shape (BMxBN: one of the compiled kernels, listed at the start), the precise kernels
-//   (pBMxBN / precise: promotion after every wgmma, K = 32) or the simple SIMT kernel, for every call.
+//   (pBMxBN / precise: promotion after every wgmma, K = 32), the 2-CTA multicast kernels (mcBMxBN / mc; dense
+//   calls only) or the simple SIMT kernel, for every call.
 //
 // Every group runs in a child process (fork before any CUDA call), so a crash, a trap or a hang in one shape
 // class is reported as such and the other classes still run. For each shape:
@@ -81,8 +82,8 @@ int g_failures = 0;               // in this process
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr, "gemm_test: %s\n", msg);
   std::fprintf(stderr,
-               "usage: gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision]...\n"
-               "                 [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | precise | simt] [--seed S] [--reps R] [--no-timing]\n"
+               "usage: gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|multicast]...\n"
+               "                 [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | mcBMxBN | precise | mc | simt] [--seed S] [--reps R] [--no-timing]\n"
                "                 [--no-fork] [--timeout SEC]\n");
   std::exit(2);
 }
@@ -114,12 +115,15 @@ void parse_args(int argc, char** argv) {
         g_opt.force_path = 2;
       } else if (v == "precise") {
         g_opt.force_path = 3;
+      } else if (v == "mc") {
+        g_opt.force_path = 4;
       } else {
         int bm = 0, bn = 0, st = 0, band = 0;
         const bool precise = !v.empty() && v[0] == 'p';
-        if (std::sscanf(v.c_str() + (precise ? 1 : 0), "%dx%dx%dx%d", &bm, &bn, &st, &band) < 2)
-          usage("--cfg wants BMxBN[xSTAGES[xBAND]], pBMxBN (precise), precise or simt");
-        g_opt.force_path = precise ? 3 : 1;
+        const bool mc = v.rfind("mc", 0) == 0;
+        if (std::sscanf(v.c_str() + (precise ? 1 : (mc ? 2 : 0)), "%dx%dx%dx%d", &bm, &bn, &st, &band) < 2)
+          usage("--cfg wants BMxBN[xSTAGES[xBAND]], pBMxBN (precise), mcBMxBN (multicast), precise, mc or simt");
+        g_opt.force_path = precise ? 3 : (mc ? 4 : 1);
         g_opt.force_bm = bm;
         g_opt.force_bn = bn;
         g_opt.force_stages = st;
@@ -942,6 +946,27 @@ void group_precision(uint64_t seed) {
   octet_fp8_gemm_sm90_debug_force(g_opt.force_path, g_opt.force_bm, g_opt.force_bn, g_opt.force_stages, g_opt.force_band);
 }
 
+// The 2-CTA multicast kernels (opt-in: octet_fp8_gemm_sm90_debug_force(4, ...)): an M-tile count of 1 and 3
+// (the odd tile's twin stores nothing), then the M = 4096 DeepSeek shapes, timed like group m4096.
+void group_multicast(uint64_t seed) {
+  if (octet_fp8_gemm_sm90_debug_force(4, g_opt.force_path == 4 ? g_opt.force_bm : 0, g_opt.force_path == 4 ? g_opt.force_bn : 0,
+                                      g_opt.force_stages, g_opt.force_band) != 0)
+    octet_fp8_gemm_sm90_debug_force(4, 0, 0, 0, 0);
+  const Shape odd[] = {{65, 2112, 1024}, {300, 4100, 1024}};
+  for (const Shape& s : odd) {
+    Problem p = dense_problem(s.M, s.N, s.K);
+    p.name += " mc";
+    test_problem("multicast", p, false, mix_seed(seed, p.name));
+  }
+  for (const Shape& s : kDeepSeek) {
+    if (g_opt.quick && !(s.N == 7168 && s.K == 2048) && !(s.N == 4096 && s.K == 7168)) continue;
+    Problem p = dense_problem(4096, s.N, s.K);
+    p.name += " mc";
+    test_problem("multicast", p, true, mix_seed(seed, p.name));
+  }
+  octet_fp8_gemm_sm90_debug_force(g_opt.force_path, g_opt.force_bm, g_opt.force_bn, g_opt.force_stages, g_opt.force_band);
+}
+
 void run_group(const std::string& name, uint64_t seed) {
   int dev = 0;
   cudaDeviceProp prop{};
@@ -951,7 +976,8 @@ void run_group(const std::string& name, uint64_t seed) {
     const int rc = octet_fp8_gemm_sm90_debug_force(g_opt.force_path, g_opt.force_bm, g_opt.force_bn, g_opt.force_stages,
                                                    g_opt.force_band);
     if (rc != 0) {
-      std::printf("  --cfg %s%dx%d is not compiled in (kernels: %s)\n", g_opt.force_path == 3 ? "p" : "", g_opt.force_bm,
+      std::printf("  --cfg %s%dx%d is not compiled in (kernels: %s)\n",
+                  g_opt.force_path == 3 ? "p" : (g_opt.force_path == 4 ? "mc" : ""), g_opt.force_bm,
                   g_opt.force_bn, octet_fp8_gemm_sm90_debug_kernels());
       std::exit(2);
     }
@@ -963,6 +989,7 @@ void run_group(const std::string& name, uint64_t seed) {
   else if (name == "m4096") group_m(4096, seed);
   else if (name == "grouped") group_grouped(seed);
   else if (name == "precision") group_precision(seed);
+  else if (name == "multicast") group_multicast(seed);
   else if (name == "shape") group_shapes(seed);
   else std::printf("  unknown group %s\n", name.c_str());
 }
@@ -978,7 +1005,7 @@ int main(int argc, char** argv) {
   }
   init_tables();
   std::vector<std::string> groups = g_opt.groups;
-  if (groups.empty()) groups = g_opt.shapes.empty() ? std::vector<std::string>{"api", "odd", "m64", "m128", "m4096", "grouped", "precision"}
+  if (groups.empty()) groups = g_opt.shapes.empty() ? std::vector<std::string>{"api", "odd", "m64", "m128", "m4096", "grouped", "precision", "multicast"}
                                                     : std::vector<std::string>{"shape"};
   if (!g_opt.shapes.empty() && std::find(groups.begin(), groups.end(), "shape") == groups.end()) groups.push_back("shape");
   std::printf("gemm_sm90 harness: seed %llu (replay with --seed %llu)%s%s, groups:", static_cast<unsigned long long>(g_opt.seed),
