@@ -7,12 +7,12 @@
 #   bash packages/numerics/cuda/gemm_sm90_run.sh --shape 4096,7168,16384 --cfg 128x144
 #   bash packages/numerics/cuda/gemm_sm90_run.sh --build-only    # build here (no GPU needed) ...
 #
-# ... and carry packages/numerics/cuda/build to the device machine: a binary whose stamp (sources, flags, nvcc
+# ... and carry packages/numerics/cuda/build/gemm_sm90 to the device machine: a binary whose stamp (sources, flags, nvcc
 # version) matches is reused there instead of rebuilt. Harness flags: see the head of gemm_sm90_test.cu.
-# Writes gemm_test.log, ptxas.log and sass-summary.txt under $OUT when $OUT is set (else under build/).
+# Writes gemm_test.log, ptxas.log and sass-summary.txt under $OUT when $OUT is set (else under build/gemm_sm90/).
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-build="$here/build"
+build="$here/build/gemm_sm90"  # beside the addon's build outputs; ignored by git
 out="${OUT:-$build}"
 mkdir -p "$build" "$out"
 NVCC="${NVCC:-nvcc}"
