@@ -15,6 +15,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build="$here/build/gemm_sm90"  # beside the addon's build outputs; ignored by git
 out="${OUT:-$build}"
 mkdir -p "$build" "$out"
+export PATH="$PATH:/usr/local/cuda/bin"  # nvcc and cuobjdump where CUDA is installed but not on PATH
 NVCC="${NVCC:-nvcc}"
 flags=(-O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a)
 
