@@ -85,19 +85,27 @@ class Fp32Gemms implements LinearGemms {
 class Bf16Gemms implements LinearGemms {
   readonly canRecompute = true;
   private saved: Uint16Array | null = null; // bf16 xᵀ [in, T]
+  private w16: Uint16Array | null = null; // bf16 W [out, in] from the last fprop (weights fixed until the optimizer step)
+  private dy16: Uint16Array | null = null; // bf16 dy [T, out] from wgrad, for dgrad
   constructor(private readonly be: Backend) {}
   fprop(x: Float32Array, w: Float32Array, T: number, inF: number, outF: number, save = true) {
     if (save) this.saveInput(x, T, inF);
-    return this.be.matmulBf16(this.be.toBf16(x), this.be.toBf16(w), T, outF, inF);
+    this.w16 = this.be.toBf16(w);
+    return this.be.matmulBf16(this.be.toBf16(x), this.w16, T, outF, inF);
   }
   dgrad(dy: Float32Array, w: Float32Array, T: number, inF: number, outF: number) {
-    return this.be.matmulBf16(this.be.toBf16(dy), this.be.toBf16(this.be.transpose(w, outF, inF)), T, inF, outF);
+    // Rounding commutes with transposition: bf16(Wᵀ) = bf16(W)ᵀ, so the forward pass's bf16 W serves.
+    const wT = this.w16 ? this.be.transpose(this.w16, outF, inF) : this.be.toBf16(this.be.transpose(w, outF, inF)); // [in, out]
+    const dy16 = this.dy16 ?? this.be.toBf16(dy);
+    this.w16 = this.dy16 = null;
+    return this.be.matmulBf16(dy16, wT, T, inF, outF);
   }
   wgrad(dy: Float32Array, T: number, inF: number, outF: number) {
-    return this.be.matmulBf16(this.be.toBf16(this.be.transpose(dy, T, outF)), this.saved!, outF, inF, T);
+    this.dy16 = this.be.toBf16(dy); // [T, out], Dgrad's operand too
+    return this.be.matmulBf16(this.be.transpose(this.dy16, T, outF), this.saved!, outF, inF, T);
   }
   saveInput(x: Float32Array, T: number, inF: number) {
-    this.saved = this.be.toBf16(this.be.transpose(x, T, inF));
+    this.saved = this.be.transpose(this.be.toBf16(x), T, inF);
   }
   release() {
     this.saved = null;
@@ -108,33 +116,80 @@ class Bf16Gemms implements LinearGemms {
   importState() {}
 }
 
-/** Current (just-in-time) scaling with the recipe's formats and granularities (DeepSeek-V3's fine-grained). */
+/** Two operands quantized the same way: FP8 format, scale kind and granularity. */
+function sameScaling(a: OperandScaling, b: OperandScaling): boolean {
+  return a.format === b.format && a.scale === b.scale && JSON.stringify(a.granularity) === JSON.stringify(b.granularity);
+}
+
+function isTile1x128(op: OperandScaling): boolean {
+  return op.granularity.kind === "block" && op.granularity.block[0] === 1 && op.granularity.block[1] === 128;
+}
+
+/**
+ * Current (just-in-time) scaling with the recipe's formats and granularities (DeepSeek-V3's fine-grained).
+ * Under DeepSeek-V3's recipe each activation and gradient is read once for both of its layouts (x for
+ * Fprop and xᵀ for Wgrad, dy for Dgrad and dyᵀ for Wgrad: quantizeTiles), and Dgrad's Wᵀ in 128x128
+ * blocks is the forward pass's quantized W transposed — the same blocks, so the same scales and codes.
+ */
 class CurrentScalingGemms implements LinearGemms {
   readonly canRecompute = true;
   private saved: Quantized | null = null; // FP8 xᵀ [in, T], the recipe's wgrad.input granularity
+  private qw: Quantized | null = null; // W [out, in] from the last fprop (weights fixed until the optimizer step)
+  private qdy: Quantized | null = null; // dy [T, out] from wgrad, for dgrad
+  private readonly inputBoth: boolean;
+  private readonly gradBoth: boolean;
+  private readonly weightT: boolean;
   constructor(
     private readonly be: Backend,
     private readonly recipe: ScalingRecipe,
-  ) {}
+  ) {
+    const r = recipe;
+    this.inputBoth = isTile1x128(r.fprop.input) && sameScaling(r.fprop.input, r.wgrad.input);
+    this.gradBoth = isTile1x128(r.dgrad.gradOutput) && sameScaling(r.dgrad.gradOutput, r.wgrad.gradOutput);
+    const wg = r.fprop.weight.granularity;
+    this.weightT = sameScaling(r.fprop.weight, r.dgrad.weight) && wg.kind === "block" && wg.block[0] === wg.block[1];
+  }
   private q(x: Float32Array, rows: number, cols: number, op: OperandScaling): Quantized {
     return this.be.quantize(x, rows, cols, blockFor(op.granularity, [rows, cols]), op.format, op.scale);
   }
   fprop(x: Float32Array, w: Float32Array, T: number, inF: number, outF: number, save = true) {
-    if (save) this.saveInput(x, T, inF);
     const r = this.recipe.fprop;
-    return this.be.scaledMatmul(this.q(x, T, inF, r.input), this.q(w, outF, inF, r.weight), this.recipe.promoteEvery);
+    let qx: Quantized;
+    if (save && this.inputBoth) {
+      const both = this.be.quantizeTiles(x, T, inF, r.input.format, r.input.scale);
+      qx = both.q; // [T, in]
+      this.saved = both.qT; // [in, T]
+    } else {
+      if (save) this.saveInput(x, T, inF);
+      qx = this.q(x, T, inF, r.input);
+    }
+    const qw = this.q(w, outF, inF, r.weight);
+    this.qw = this.weightT ? qw : null;
+    return this.be.scaledMatmul(qx, qw, this.recipe.promoteEvery);
   }
   dgrad(dy: Float32Array, w: Float32Array, T: number, inF: number, outF: number) {
     const r = this.recipe.dgrad;
-    const wT = this.be.transpose(w, outF, inF); // [in, out]
-    return this.be.scaledMatmul(this.q(dy, T, outF, r.gradOutput), this.q(wT, inF, outF, r.weight), this.recipe.promoteEvery);
+    const qwT = this.qw ? this.be.transposeQuantized(this.qw) : this.q(this.be.transpose(w, outF, inF), inF, outF, r.weight); // [in, out]
+    const qdy = this.qdy ?? this.q(dy, T, outF, r.gradOutput);
+    this.qw = this.qdy = null;
+    return this.be.scaledMatmul(qdy, qwT, this.recipe.promoteEvery);
   }
   wgrad(dy: Float32Array, T: number, inF: number, outF: number) {
-    const dyT = this.be.transpose(dy, T, outF); // [out, T]
-    return this.be.scaledMatmul(this.q(dyT, outF, T, this.recipe.wgrad.gradOutput), this.saved!, this.recipe.promoteEvery);
+    const r = this.recipe.wgrad;
+    let qdyT: Quantized;
+    if (this.gradBoth) {
+      const both = this.be.quantizeTiles(dy, T, outF, r.gradOutput.format, r.gradOutput.scale);
+      this.qdy = both.q; // [T, out], Dgrad's operand
+      qdyT = both.qT; // [out, T]
+    } else {
+      qdyT = this.q(this.be.transpose(dy, T, outF), outF, T, r.gradOutput);
+    }
+    return this.be.scaledMatmul(qdyT, this.saved!, this.recipe.promoteEvery);
   }
   saveInput(x: Float32Array, T: number, inF: number) {
-    this.saved = this.q(this.be.transpose(x, T, inF), inF, T, this.recipe.wgrad.input);
+    this.saved = this.inputBoth
+      ? this.be.transposeQuantized(this.q(x, T, inF, { ...this.recipe.wgrad.input, granularity: { kind: "block", block: [128, 1] } }))
+      : this.q(this.be.transpose(x, T, inF), inF, T, this.recipe.wgrad.input);
   }
   release() {
     this.saved = null;

@@ -40,8 +40,16 @@ export interface Backend {
   quantize(x: Float32Array, rows: number, cols: number, block: [number, number], format: Fp8Format, scale: ScaleKind): Quantized;
   /** C = a · bᵀ of two quantized operands, FP32 promotion every promoteEvery elements of K. */
   scaledMatmul(a: Quantized, b: Quantized, promoteEvery: number): Float32Array;
-  /** y [cols, rows] = xᵀ for x [rows, cols]. */
-  transpose(x: Float32Array, rows: number, cols: number): Float32Array;
+  /**
+   * Both FP8 layouts of x [rows, cols] in 1x128 tiles, from one read of x: q = x in [1,128] tiles (what
+   * Fprop/Dgrad contract) and qT = xᵀ [cols, rows] in [1,128] tiles along rows (what Wgrad contracts).
+   * Each equals quantize() of x, respectively of transpose(x), bit for bit.
+   */
+  quantizeTiles(x: Float32Array, rows: number, cols: number, format: Fp8Format, scale: ScaleKind): { q: Quantized; qT: Quantized };
+  /** qᵀ: codes and scale grid transposed, block shape swapped; equals quantizing the transpose (exact). */
+  transposeQuantized(q: Quantized): Quantized;
+  /** y [cols, rows] = xᵀ for x [rows, cols] (float32, or BF16 / FP8 bit patterns). */
+  transpose<A extends Float32Array | Uint16Array | Uint8Array>(x: A, rows: number, cols: number): A;
 
   /** y = x / rms(x) · weight per row; returns y [rows, cols] and rstd [rows]. */
   rmsnormForward(x: Float32Array, weight: Float32Array, rows: number, cols: number, eps: number): { y: Float32Array; rstd: Float32Array };

@@ -3,29 +3,8 @@
 // Everything here is deterministic: the native GEMM splits work by output tile, never by K, so the same
 // inputs give the same bits whatever the thread timing.
 
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { type Fp8Format, type Quantized, type ScaleKind, encodeBf16, matmulF32, quantize, scaledMatmul } from "@octet/numerics";
+import { type Fp8Format, type Quantized, type ScaleKind, matmulBf16, matmulF32, quantize, quantizeBoth, scaledMatmul } from "@octet/numerics";
 import type { AdamWHyper, AttentionShape, Backend, Moment } from "./backend.js";
-
-/** The part of the numerics addon that the package's public index does not export yet (matmulBf16). */
-interface AddonExtras {
-  matmulBf16(aBits: Uint16Array, bBits: Uint16Array, M: number, N: number, K: number): Float32Array;
-  encodeBf16(x: Float32Array): Uint16Array;
-}
-
-function loadAddonExtras(): AddonExtras | null {
-  if (process.env.OCTET_NUMERICS_BACKEND === "typescript") return null;
-  try {
-    const require = createRequire(import.meta.url);
-    const root = dirname(require.resolve("@octet/numerics/package.json"));
-    const addon = require(join(root, "build", "Release", "octet_numerics.node")) as Partial<AddonExtras>;
-    if (typeof addon.matmulBf16 === "function" && typeof addon.encodeBf16 === "function") return addon as AddonExtras;
-  } catch {
-    // fall through: the TypeScript path below is the same arithmetic
-  }
-  return null;
-}
 
 /** Time spent in kernels, for the benchmark's GEMM fraction. */
 export interface KernelTimes {
@@ -33,6 +12,43 @@ export interface KernelTimes {
   quantizeMs: number;
   attentionMs: number;
   gemmFlops: number;
+}
+
+// Transposes in 32x32 tiles, which keep both sides in cache.
+function transposeF32(x: Float32Array, rows: number, cols: number): Float32Array {
+  const y = new Float32Array(rows * cols);
+  for (let r0 = 0; r0 < rows; r0 += 32) {
+    const r1 = Math.min(r0 + 32, rows);
+    for (let c0 = 0; c0 < cols; c0 += 32) {
+      const c1 = Math.min(c0 + 32, cols);
+      for (let r = r0; r < r1; r++) for (let c = c0, src = r * cols; c < c1; c++) y[c * rows + r] = x[src + c];
+    }
+  }
+  return y;
+}
+
+function transposeU16(x: Uint16Array, rows: number, cols: number): Uint16Array {
+  const y = new Uint16Array(rows * cols);
+  for (let r0 = 0; r0 < rows; r0 += 32) {
+    const r1 = Math.min(r0 + 32, rows);
+    for (let c0 = 0; c0 < cols; c0 += 32) {
+      const c1 = Math.min(c0 + 32, cols);
+      for (let r = r0; r < r1; r++) for (let c = c0, src = r * cols; c < c1; c++) y[c * rows + r] = x[src + c];
+    }
+  }
+  return y;
+}
+
+function transposeU8(x: Uint8Array, rows: number, cols: number): Uint8Array {
+  const y = new Uint8Array(rows * cols);
+  for (let r0 = 0; r0 < rows; r0 += 32) {
+    const r1 = Math.min(r0 + 32, rows);
+    for (let c0 = 0; c0 < cols; c0 += 32) {
+      const c1 = Math.min(c0 + 32, cols);
+      for (let r = r0; r < r1; r++) for (let c = c0, src = r * cols; c < c1; c++) y[c * rows + r] = x[src + c];
+    }
+  }
+  return y;
 }
 
 const BF16_VIEW = new Float32Array(1);
@@ -46,7 +62,6 @@ function bf16ToF32(bits: number): number {
 export class CpuBackend implements Backend {
   readonly name = "cpu";
   readonly times: KernelTimes = { gemmMs: 0, quantizeMs: 0, attentionMs: 0, gemmFlops: 0 };
-  private readonly extras = loadAddonExtras();
 
   resetTimes(): void {
     this.times.gemmMs = this.times.quantizeMs = this.times.attentionMs = this.times.gemmFlops = 0;
@@ -62,23 +77,21 @@ export class CpuBackend implements Backend {
 
   matmulBf16(a: Uint16Array, b: Uint16Array, M: number, N: number, K: number): Float32Array {
     const t0 = performance.now();
-    let c: Float32Array;
-    if (this.extras) {
-      c = this.extras.matmulBf16(a, b, M, N, K);
-    } else {
-      const af = new Float32Array(a.length);
-      const bf = new Float32Array(b.length);
-      for (let i = 0; i < a.length; i++) af[i] = bf16ToF32(a[i]);
-      for (let i = 0; i < b.length; i++) bf[i] = bf16ToF32(b[i]);
-      c = matmulF32(af, bf, M, N, K);
-    }
+    const c = matmulBf16(a, b, M, N, K);
     this.times.gemmMs += performance.now() - t0;
     this.times.gemmFlops += 2 * M * N * K;
     return c;
   }
 
   toBf16(x: Float32Array): Uint16Array {
-    return this.extras ? this.extras.encodeBf16(x) : encodeBf16(x);
+    // encodeBf16 of @octet/numerics bit for bit (round to nearest even, NaN → 0xFFFF), on the integer view.
+    const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
+    const out = new Uint16Array(x.length);
+    for (let i = 0; i < bits.length; i++) {
+      const b = bits[i];
+      out[i] = (b & 0x7fffffff) > 0x7f800000 ? 0xffff : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+    }
+    return out;
   }
 
   quantize(x: Float32Array, rows: number, cols: number, block: [number, number], format: Fp8Format, scale: ScaleKind): Quantized {
@@ -96,20 +109,34 @@ export class CpuBackend implements Backend {
     return c;
   }
 
-  transpose(x: Float32Array, rows: number, cols: number): Float32Array {
-    const y = new Float32Array(rows * cols);
-    // 32x32 tiles keep both sides in cache.
-    for (let r0 = 0; r0 < rows; r0 += 32) {
-      const r1 = Math.min(r0 + 32, rows);
-      for (let c0 = 0; c0 < cols; c0 += 32) {
-        const c1 = Math.min(c0 + 32, cols);
-        for (let r = r0; r < r1; r++) {
-          const src = r * cols;
-          for (let c = c0; c < c1; c++) y[c * rows + r] = x[src + c];
-        }
-      }
-    }
-    return y;
+  quantizeTiles(x: Float32Array, rows: number, cols: number, format: Fp8Format, scale: ScaleKind): { q: Quantized; qT: Quantized } {
+    const t0 = performance.now();
+    const { rowwise, colwise } = quantizeBoth(x, [rows, cols], { format, scale });
+    // colwise: [128,1] tiles of x = [1,128] tiles of xᵀ; transposing the bytes gives the GEMM's layout.
+    const qT = this.transposeQuantized(colwise);
+    this.times.quantizeMs += performance.now() - t0;
+    return { q: rowwise, qT };
+  }
+
+  transposeQuantized(q: Quantized): Quantized {
+    const [rows, cols] = q.shape;
+    const [br, bc] = q.block;
+    const gr = Math.ceil(rows / br);
+    const gc = Math.ceil(cols / bc);
+    return {
+      data: this.transpose(q.data, rows, cols), // [cols, rows]
+      scales: gr === 1 || gc === 1 ? q.scales.slice() : this.transpose(q.scales, gr, gc), // [gc, gr]
+      shape: [cols, rows],
+      block: [bc, br],
+      format: q.format,
+    };
+  }
+
+  transpose<A extends Float32Array | Uint16Array | Uint8Array>(x: A, rows: number, cols: number): A {
+    // One monomorphic loop per element type (a shared loop over three array kinds runs slower in V8).
+    if (x instanceof Float32Array) return transposeF32(x, rows, cols) as A;
+    if (x instanceof Uint16Array) return transposeU16(x, rows, cols) as A;
+    return transposeU8(x as Uint8Array, rows, cols) as A;
   }
 
   rmsnormForward(x: Float32Array, weight: Float32Array, rows: number, cols: number, eps: number) {
