@@ -16,6 +16,11 @@ export interface RunOptions {
   /** Called after every step (progress display). */
   onStep?: (r: StepReport & { tokensPerSec: number; etaSec: number }, t: Trainer) => void;
   onEval?: (step: number, valLoss: number, valMtpLoss: number) => void;
+  /**
+   * Batches of the final evaluation (default: the config's evalBatches, as every evaluation); e.g.
+   * Infinity for the whole validation split, where the final loss is compared across runs (parity).
+   */
+  finalEvalBatches?: number;
 }
 
 export interface RunSummary {
@@ -59,8 +64,8 @@ export function runTraining(opts: RunOptions): RunSummary {
   let lastMtpLoss = NaN;
   let valLoss = NaN;
   let valMtpLoss = NaN;
-  const evaluate = () => {
-    const e = trainer.evaluateAll();
+  const evaluate = (batches = opts.config.train.evalBatches) => {
+    const e = trainer.evaluateAll(batches);
     valLoss = e.loss;
     valMtpLoss = e.mtpLosses.length ? e.mtpLosses.reduce((a, b) => a + b, 0) / e.mtpLosses.length : NaN;
     return e;
@@ -79,14 +84,14 @@ export function runTraining(opts: RunOptions): RunSummary {
     log({ type: "step", step: r.step, loss: r.loss, ...mtp, lr: r.lr, gradNorm: r.gradNorm, tokensPerSec: r.tokens / r.ms * 1000, maxLoadRatio: r.maxLoadRatio });
     opts.onStep?.({ ...r, tokensPerSec, etaSec: ((total - r.step) * ms) / 1000 / Math.max(1, r.step - (resumedFrom ?? 0)) }, trainer);
     if (r.step % evalEvery === 0 || r.step === total) {
-      const e = evaluate();
+      const e = evaluate(r.step === total && opts.finalEvalBatches !== undefined ? opts.finalEvalBatches : undefined);
       curve.push({ step: r.step, valLoss });
       log({ type: "eval", step: r.step, valLoss, ...(e.mtpLosses.length ? { valMtpLoss, valMtpLosses: e.mtpLosses } : {}) });
       opts.onEval?.(r.step, valLoss, valMtpLoss);
       if (statePath) saveState(statePath, trainer.exportState());
     }
   }
-  if (Number.isNaN(valLoss)) evaluate();
+  if (Number.isNaN(valLoss)) evaluate(opts.finalEvalBatches);
   const summary: RunSummary = {
     step: trainer.step,
     loss: lastLoss,
