@@ -106,6 +106,9 @@ test("the index lists jobs with links to their pages, and /queues renders bull-b
   // bull-board is a client-side app: wait for it to render the queue's name from its API
   await page.getByText("octet-gpu").first().waitFor();
   assert.match(await page.title(), /Octet/);
+  // and the queue's page shows the job (prioritized: BullMQ's set for jobs with a priority) with its spec
+  await page.goto(`${bed.orch.httpUrl}/queues/queue/octet-gpu?status=prioritized`);
+  await page.getByText('"browser-index"').first().waitFor();
   await page.close();
   await bed.client.cancel(job.id);
 });

@@ -7,7 +7,8 @@ import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { Redis } from "ioredis";
 import { JobClient } from "./client.js";
-import { REDIS_URL, cleanupPrefix, uniquePrefix } from "./testing/harness.js";
+import { status } from "@octet/proto";
+import { REDIS_URL, cleanupPrefix, deferred, uniquePrefix } from "./testing/harness.js";
 
 const cli = fileURLToPath(new URL("./cli.ts", import.meta.url));
 
@@ -92,10 +93,22 @@ test("octet-orchestrator prints one ready line, serves gRPC and HTTP there, and 
   // the prefix separates: the job is under it, not under BullMQ's default
   const redis = new Redis(REDIS_URL);
   assert.equal(await redis.exists(`${prefix}:octet-gpu:${job.id}`), 1);
-  client.close();
+  // a WatchJob stream open at shutdown ends with UNAVAILABLE (so a client watches again elsewhere), at once
+  const events: string[] = [];
+  const snapshot = deferred();
+  const watching = (async () => {
+    for await (const e of client.watch(job.id)) {
+      events.push(`${e.kind}:${e.state}`);
+      snapshot.resolve();
+    }
+  })();
+  await snapshot.promise;
   child.kill("SIGTERM");
+  await assert.rejects(watching, (e: { code?: number; details?: string }) => e.code === status.UNAVAILABLE && /shutting down/.test(e.details ?? ""));
+  assert.deepEqual(events, ["snapshot:waiting"]);
   const [code] = (await once(child, "exit")) as [number | null];
   assert.equal(code, 0);
+  client.close();
   assert.equal(out.stdout.trim().split("\n").length, 1, "exactly one line on stdout");
   await cleanupPrefix(redis, prefix);
   redis.disconnect();

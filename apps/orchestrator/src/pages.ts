@@ -153,7 +153,7 @@ export function renderJobSummary(j: JobView): string {
     ["run", esc(j.run ?? "–")],
     ["config / recipe", `${esc(configName(j))} / ${esc(j.spec?.recipe ?? "–")}`],
     ["gpus / priority", `${esc(j.spec?.gpus ?? "–")} / ${esc(j.priority)}`],
-    ["attempts", `${j.attemptsMade} of ${j.maxAttempts}`],
+    ["attempts made", `${j.attemptsMade} of ${j.maxAttempts}`],
     ["created / started / finished", `${time(j.createdAt)} / ${time(j.startedAt)} / ${time(j.finishedAt)}`],
   ];
   if (p) {

@@ -132,9 +132,9 @@ export class JobStore {
       if (existing) return { job: existing, created: false };
     }
     const job = await this.queue.add(JOB_NAME, spec, jobId ? { ...jobOptions(spec), jobId } : jobOptions(spec));
-    // The job was just added; read it back so the answer is what GetJob shows (a worker may already have it).
-    const view = await this.get(String(job.id));
-    return { job: view ?? jobView(job, "waiting", false), created: true };
+    // The job as added (waiting; a worker may take it at once, which GetJob/WatchJob then show). Not read back:
+    // that would be three more round trips to Redis per submission.
+    return { job: jobView(job, "waiting", false, spec), created: true };
   }
 
   /** The job, or null when there is none with this id. */

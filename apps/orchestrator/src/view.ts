@@ -182,9 +182,9 @@ function specOf(data: unknown): { spec: JobSpec | null; specError: string | null
   }
 }
 
-/** The view of a BullMQ job in a known BullMQ state. */
-export function jobView(job: Job, bullState: string, cancelRequested: boolean): JobView {
-  const { spec, specError } = specOf(job.data);
+/** The view of a BullMQ job in a known BullMQ state (spec: its data already validated, to skip validating again). */
+export function jobView(job: Job, bullState: string, cancelRequested: boolean, validated?: JobSpec): JobView {
+  const { spec, specError } = validated ? { spec: validated, specError: null } : specOf(job.data);
   const progress = parseProgress(job.progress);
   const result = parseResult(job.returnvalue);
   const failedReason = job.failedReason ? String(job.failedReason) : null;
