@@ -1,0 +1,11 @@
+import { CpuBackend } from "../src/backend/cpu.js";
+import { presetConfig } from "../src/config.js";
+import { Trainer } from "../src/trainer.js";
+const recipe = (process.argv[2] ?? "fp8") as any;
+const be = new CpuBackend();
+const t = new Trainer({ config: presetConfig("tiny"), recipe, seed: 1, backend: be });
+for (let i = 0; i < 2; i++) t.trainStep();
+be.resetTimes();
+let ms = 0;
+for (let i = 0; i < 8; i++) ms += t.trainStep().ms;
+console.log(recipe, "step ms", ms / 8, JSON.stringify(be.times));
