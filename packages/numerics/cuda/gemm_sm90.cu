@@ -58,6 +58,11 @@ struct Schedule {
   int stages;
   int out_bf16;      // 0: fp32 output, 1: bf16 output
   int vec_store;     // 1: pairs of columns are stored with one aligned vector store
+  int epi_bytes;     // > 0: the TMA-store epilogue, with this many bytes of shared memory (BM x BN outputs) after
+                     // the stages; 0: direct stores from registers (version 1)
+  int splits;        // split-K: units = tiles x splits; split s covers k-blocks [s * kb_per_split, ...)
+  int kb_per_split;
+  float* ws;         // splits > 1: fp32 partial sums [splits, M_total, N] (the output of this kernel)
   int offsets[kMaxExpertsPerLaunch + 1];      // row range of each expert in A / D: [offsets[e], offsets[e+1])
   int tile_prefix[kMaxExpertsPerLaunch + 1];  // M-tiles of the experts before e
 };
@@ -172,6 +177,29 @@ __device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_t rank)
       "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
       "r"(rank)
       : "memory");
+}
+
+// TMA store of one box from shared memory (bulk-group completion), and the bulk-group bookkeeping.
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, uint32_t src, int c0, int c1) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(c0), "r"(c1), "r"(src)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_read0() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait0() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+// Generic-proxy writes to shared memory made visible to the async proxy (the TMA engine).
+__device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// A barrier among the 128 threads of one consumer warpgroup (ids 1, 2; 0 is __syncthreads).
+__device__ __forceinline__ void wg_barrier(int wg) {
+  asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory");
+}
+__device__ __forceinline__ void st_shared_b32(uint32_t addr, uint32_t v) {
+  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ void st_shared_v2f32(uint32_t addr, float a, float b) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(a), "f"(b) : "memory");
 }
 
 __device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
@@ -428,7 +456,7 @@ __device__ __forceinline__ TileCoord locate_tile(const Schedule& sch, int t, int
 template <int BM, int kMC>
 __device__ __forceinline__ TileCoord locate_unit(const Schedule& sch, int u, int bn, uint32_t rank) {
   if constexpr (kMC == 1) {
-    return locate_tile<BM>(sch, u, bn);
+    return locate_tile<BM>(sch, sch.splits > 1 ? u % (sch.num_tiles / sch.splits) : u, bn);
   } else {
     const int pairs_m = (sch.num_m_tiles + 1) >> 1;
     const int band = sch.group_n * pairs_m;
@@ -458,8 +486,8 @@ __device__ __forceinline__ TileCoord locate_unit(const Schedule& sch, int u, int
 template <int BM, int BN, int kPromoteK, int kMC>
 __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     fp8_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
-                         const float* __restrict__ sa, const float* __restrict__ sb, void* __restrict__ d_out,
-                         const __grid_constant__ Schedule sch) {
+                         const __grid_constant__ CUtensorMap tm_d, const float* __restrict__ sa,
+                         const float* __restrict__ sb, void* __restrict__ d_out, const __grid_constant__ Schedule sch) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(BM == 64 || BM == 128, "BM is 64 (one consumer warpgroup) or 128 (two)");
   static_assert(kPromoteK == 128 || kPromoteK == 32, "promotion every 128 or every 32 of K");
@@ -479,13 +507,15 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
   const int stages = sch.stages;
   const uint32_t smem_a = smem_base;
   const uint32_t smem_b = smem_a + stages * kABytes;
-  const uint32_t bar_full = smem_b + stages * kBBytes;
+  const uint32_t smem_d = smem_b + stages * kBBytes;  // TMA-store staging (sch.epi_bytes), 1024-aligned
+  const uint32_t bar_full = smem_d + sch.epi_bytes;
   const uint32_t bar_empty = bar_full + stages * 8;
   const int tid = threadIdx.x;
 
   if (tid == kMathThreads) {
     prefetch_tensor_map(&tm_a);
     prefetch_tensor_map(&tm_b);
+    if (sch.epi_bytes > 0) prefetch_tensor_map(&tm_d);
     for (int s = 0; s < stages; ++s) {
       mbar_init(bar_full + 8 * s, 1);
       mbar_init(bar_empty + 8 * s, kMathWG * 4 * kMC);  // every consumer warp of every CTA sharing the slot
@@ -511,7 +541,10 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       for (int t = unit0; t < sch.num_tiles; t += unit_step) {
         const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
         const int b_row = (sch.expert_base + tile.expert) * sch.N + tile.n0;
-        for (int kb = 0; kb < num_kb; ++kb) {
+        const int split = sch.splits > 1 ? t / (sch.num_tiles / sch.splits) : 0;
+        const int kb_begin = split * sch.kb_per_split;
+        const int kb_end = sch.splits > 1 ? min(num_kb, kb_begin + sch.kb_per_split) : num_kb;
+        for (int kb = kb_begin; kb < kb_end; ++kb) {
           mbar_wait(bar_empty + 8 * s, phase ^ 1u, 0, s);
           const uint32_t full = bar_full + 8 * s;
           mbar_arrive_expect_tx(full, kABytes + kBBytes);  // with kMC = 2 half of B comes from the peer's load
@@ -560,16 +593,19 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       const float* sb_lo = sb + (static_cast<size_t>(ge) * sch.num_nb + nb_lo) * num_kb;
       const float* sb_hi = sb + (static_cast<size_t>(ge) * sch.num_nb + nb_hi) * num_kb;
       const int split = (nb_lo + 1) * 128 - tile.n0;  // tile columns [0, split) belong to block nb_lo
+      const int ksplit = sch.splits > 1 ? t / (sch.num_tiles / sch.splits) : 0;
+      const int kb_begin = ksplit * sch.kb_per_split;
+      const int kb_end = sch.splits > 1 ? min(num_kb, kb_begin + sch.kb_per_split) : num_kb;
 
 #pragma unroll
       for (int i = 0; i < kAcc; ++i) fin[i] = 0.f;
 
-      float a0 = __ldg(sa0), a1 = __ldg(sa1), b_lo = __ldg(sb_lo);
-      float b_hi = kOneScaleB ? 0.f : __ldg(sb_hi);
+      float a0 = __ldg(sa0 + kb_begin), a1 = __ldg(sa1 + kb_begin), b_lo = __ldg(sb_lo + kb_begin);
+      float b_hi = kOneScaleB ? 0.f : __ldg(sb_hi + kb_begin);
 
-      for (int kb = 0; kb < num_kb; ++kb) {
+      for (int kb = kb_begin; kb < kb_end; ++kb) {
         // Scales of the next k-block, loaded now so their latency hides behind this block's MMAs.
-        const int kn = min(kb + 1, num_kb - 1);
+        const int kn = min(kb + 1, kb_end - 1);
         const float na0 = __ldg(sa0 + kn), na1 = __ldg(sa1 + kn), nb_lo_v = __ldg(sb_lo + kn);
         const float nb_hi_v = kOneScaleB ? 0.f : __ldg(sb_hi + kn);
 
@@ -633,16 +669,66 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
         b_hi = nb_hi_v;
       }
 
-      // Epilogue: masked stores straight from registers (each quad of lanes writes 8 consecutive columns).
+      // Epilogue, TMA path: registers -> this warpgroup's staging buffer (64 rows x BN, in boxes of 64 rows x 128
+      // bytes with the 128-byte swizzle, so a quad's 16-byte chunks of 8 rows land in 8 different bank groups)
+      // -> one thread issues the TMA stores and the warpgroup goes on to the next tile while they drain. Used
+      // when the warpgroup's 64 rows all belong to this tile's expert (or the tensor's end clips them).
+      const int wg_row0 = tile.m0 + wg * 64;
+      const bool tma_epi = sch.epi_bytes > 0 && wg_row0 < tile.m_end &&
+                           (tile.m_end == sch.M_total || wg_row0 + 64 <= tile.m_end);
+      if (tma_epi) {
+        const bool bf16 = sch.out_bf16 != 0;
+        const uint32_t stage_d = smem_d + static_cast<uint32_t>(wg) * (64u * BN * (bf16 ? 2u : 4u));
+        // The previous tile's stores must have finished reading the staging buffer.
+        if ((tid & 127) == 0) bulk_wait_read0();
+        wg_barrier(wg);
+        const int r_local = warp_in_wg * 16 + (lane >> 2);  // and + 8; r_local & 7 == lane >> 2
+        const uint32_t sw = static_cast<uint32_t>(lane >> 2);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const uint32_t row_addr = stage_d + static_cast<uint32_t>(r_local + 8 * h) * 128u;
+#pragma unroll
+          for (int j = 0; j < kAcc / 4; ++j) {
+            const float v0 = fin[4 * j + 2 * h], v1 = fin[4 * j + 2 * h + 1];
+            const uint32_t byte = bf16 ? static_cast<uint32_t>(8 * j + col_in_tile) * 2u
+                                       : static_cast<uint32_t>(8 * j + col_in_tile) * 4u;
+            const uint32_t box = byte >> 7, inner = byte & 127u;
+            const uint32_t addr = row_addr + box * 8192u + ((((inner >> 4) ^ sw) << 4) | (inner & 15u));
+            if (bf16) {
+              const __nv_bfloat162 v = __floats2bfloat162_rn(v0, v1);
+              st_shared_b32(addr, *reinterpret_cast<const uint32_t*>(&v));
+            } else {
+              st_shared_v2f32(addr, v0, v1);
+            }
+          }
+        }
+        fence_proxy_async_smem();
+        wg_barrier(wg);
+        if ((tid & 127) == 0) {
+          const int box_cols = bf16 ? 64 : 32;
+          const int boxes = BN / box_cols;
+          for (int b = 0; b < boxes; ++b) {
+            const int c0 = tile.n0 + b * box_cols;
+            if (c0 < sch.N) tma_store_2d(&tm_d, stage_d + static_cast<uint32_t>(b) * 8192u, c0, wg_row0);
+          }
+          bulk_commit();
+        }
+        continue;
+      }
+      // Epilogue, direct path: masked stores straight from registers (each quad of lanes writes 8 consecutive
+      // columns). Split-K partial sums go to the fp32 workspace slice of this unit's split.
       const int n_rem = sch.N - tile.n0;
       const size_t ldd = static_cast<size_t>(sch.N);
       const bool vec = sch.vec_store != 0;
+      const bool out_bf16 = sch.out_bf16 && sch.splits <= 1;
+      void* const out_base =
+          sch.splits > 1 ? static_cast<void*>(sch.ws + static_cast<size_t>(ksplit) * sch.M_total * ldd) : d_out;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int row = tile.m0 + row_in_tile + 8 * h;
         if (row < tile.m_end) {
-          if (sch.out_bf16) {
-            __nv_bfloat16* out = static_cast<__nv_bfloat16*>(d_out) + static_cast<size_t>(row) * ldd + tile.n0;
+          if (out_bf16) {
+            __nv_bfloat16* out = static_cast<__nv_bfloat16*>(out_base) + static_cast<size_t>(row) * ldd + tile.n0;
 #pragma unroll
             for (int j = 0; j < kAcc / 4; ++j) {
               const int c = 8 * j + col_in_tile;
@@ -655,7 +741,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
               }
             }
           } else {
-            float* out = static_cast<float*>(d_out) + static_cast<size_t>(row) * ldd + tile.n0;
+            float* out = static_cast<float*>(out_base) + static_cast<size_t>(row) * ldd + tile.n0;
 #pragma unroll
             for (int j = 0; j < kAcc / 4; ++j) {
               const int c = 8 * j + col_in_tile;
@@ -671,6 +757,8 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
         }
       }
     }
+    // The last TMA stores must have read their staging buffer before the CTA's shared memory goes away.
+    if (sch.epi_bytes > 0 && (tid & 127) == 0) bulk_wait0();
   }
   // A CTA must outlive its peer's last remote arrival on its barriers (and the peer's last multicast into its
   // shared memory, which its own consumers have already waited for).
@@ -756,10 +844,23 @@ __global__ void __launch_bounds__(256) fp8_gemm_simt_kernel(const uint8_t* __res
   }
 }
 
+// Split-K: D = sum over splits of the fp32 partial sums, in split order (each split's partial sum is the spec's
+// promoted accumulation over its k-blocks; only this final sum across splits is an extra fp32 addition).
+__global__ void __launch_bounds__(256) splitk_reduce_kernel(const float* __restrict__ ws, void* __restrict__ d_out,
+                                                            size_t count, int splits, int out_bf16) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    float v = ws[i];
+    for (int s = 1; s < splits; ++s) v += ws[static_cast<size_t>(s) * count + i];
+    if (out_bf16) static_cast<__nv_bfloat16*>(d_out)[i] = __float2bfloat16_rn(v);
+    else static_cast<float*>(d_out)[i] = v;
+  }
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // Host side
 // ------------------------------------------------------------------------------------------------------------
-using KernelFn = void (*)(CUtensorMap, CUtensorMap, const float*, const float*, void*, Schedule);
+using KernelFn = void (*)(CUtensorMap, CUtensorMap, CUtensorMap, const float*, const float*, void*, Schedule);
 
 struct KernelEntry {
   int bm, bn, promote_k, mc;
@@ -807,8 +908,10 @@ struct Override {
              // WGMMA kernels, 4 the 2-CTA multicast WGMMA kernels (dense only; grouped calls keep path 0);
              // for 3 and 4, bm = 0 picks automatically among that family
   int bm, bn, stages, group_n;
+  int epilogue;  // 0 automatic, 1 direct stores (version 1), 2 TMA store where possible
+  int splitk;    // 0 automatic, 1 never, > 1 that many splits (dense, where K allows)
 };
-Override g_override = {0, 0, 0, 0, 0};
+Override g_override = {0, 0, 0, 0, 0, 0, 0};
 char g_last_config[160] = "none";
 
 int current_device_info(DeviceInfo** out) {
@@ -863,20 +966,36 @@ int encode_operand_map(CUtensorMap* map, const void* base, uint64_t rows, uint64
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+// D [rows, N] (bf16 or fp32, row-major) written in boxes of [64 rows, 128 bytes] with the 128-byte swizzle.
+int encode_output_map(CUtensorMap* map, void* base, uint64_t rows, uint64_t N, int out_bytes) {
+  PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr) return OCTET_GEMM_ERR_NO_TENSOR_MAP_ENCODER;
+  const cuuint64_t dims[2] = {N, rows};
+  const cuuint64_t strides[1] = {N * static_cast<uint64_t>(out_bytes)};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(128 / out_bytes), 64};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = encode(map, out_bytes == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, base,
+                            dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? OCTET_GEMM_OK : OCTET_GEMM_ERR_TENSOR_MAP;
+}
+
 struct Plan {
   int kernel = -1;  // index into kKernels
   int stages = 0, grid = 0, group_n = 16, tiles = 0;
+  int epi_bytes = 0;  // > 0: TMA-store epilogue with this much staging shared memory
+  int splits = 1;     // split-K factor (dense only)
   double est_us = 0.0;
 };
 
-int stages_for(int bm, int bn, int smem_optin) {
+int stages_for(int bm, int bn, int smem_optin, int epi_bytes = 0) {
   const int stage_bytes = (bm + bn) * kBlockK;
-  const int avail = smem_optin - 1024 /* alignment slack */;
+  const int avail = smem_optin - 1024 /* alignment slack */ - epi_bytes;
   return std::min(kMaxStages, avail / (stage_bytes + 16 /* two mbarriers */));
 }
 
-size_t smem_bytes_for(int bm, int bn, int stages) {
-  return 1024 + static_cast<size_t>(stages) * ((bm + bn) * kBlockK + 16);
+size_t smem_bytes_for(int bm, int bn, int stages, int epi_bytes = 0) {
+  return 1024 + static_cast<size_t>(epi_bytes) + static_cast<size_t>(stages) * ((bm + bn) * kBlockK + 16);
 }
 
 // A coarse time model (H100 SXM): per-SM tensor rate 4096 e4m3 FMA/clk at ~1.755 GHz scaled by an efficiency
@@ -884,8 +1003,13 @@ size_t smem_bytes_for(int bm, int bn, int stages) {
 // multiplies); per-SM operand feed ~120 B/ns; L2 ~9 TB/s; DRAM ~2.8 TB/s. The choice minimizes
 // max(waves * tile time, L2 time, DRAM time). Wave quantization dominates at M = 4096; operand traffic and
 // CTA count dominate at M = 64/128. With mc = 2 each CTA loads half of its B tile and M-tiles go in pairs.
+// Version 2 additions, fitted to the first H100 run: a k-block of one tile takes at least ~(400 + BN) ns (the
+// consumer's wait -> 4 dependent wgmma -> wait -> promote chain; it is what bounds M = 64/128), the direct
+// epilogue costs BM*BN*out_bytes / 8 B/ns per tile, not overlapped (short-K shapes), the TMA-store epilogue
+// ~1/8 of that (registers -> shared memory; the store drains behind the next tile), fewer than 4 stages
+// cost 10 % each, and split-K adds its workspace traffic and a second launch.
 double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int K, int out_bytes, int ctas,
-                   int* tiles_out) {
+                   int* tiles_out, bool tma_epi = false, int stages = 8, int splits = 1) {
   long long m_tiles = 0, rows = 0, experts = 0;
   for (int e = 0; e < E; ++e) {
     if (counts[e] <= 0) continue;
@@ -898,16 +1022,27 @@ double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int 
   const long long tiles = m_tiles * n_tiles;
   *tiles_out = static_cast<int>(std::min<long long>(tiles, 1ll << 30));
   if (tiles == 0) return 0.0;
-  const long long grid = std::min<long long>(tiles, ctas);
-  const long long waves = (tiles + grid - 1) / grid;
-  const double eff = (bm == 128 ? 0.92 : 0.62) * bn / (bn + 24.0);
-  const double compute_ns = static_cast<double>(bm) * bn * K / (7188.0 * eff);
-  const double load_ns = (bm + static_cast<double>(bn) / mc) * K / 120.0;
-  const double tile_ns = std::max(compute_ns, load_ns);
+  const long long units = tiles * splits;
+  const int Ku = (K / kBlockK + splits - 1) / splits * kBlockK;  // K of one unit
+  const long long grid = std::min<long long>(units, ctas);
+  const long long waves = (units + grid - 1) / grid;
+  const double eff = (bm == 128 ? 0.92 : 0.62) * bn / (bn + 24.0) * (stages >= 4 ? 1.0 : 1.0 - 0.1 * (4 - stages));
+  const double compute_ns = static_cast<double>(bm) * bn * Ku / (7188.0 * eff);
+  const double load_ns = (bm + static_cast<double>(bn) / mc) * Ku / 120.0;
+  const double chain_ns = (Ku / kBlockK) * (400.0 + bn);
+  const int epi_bytes = splits > 1 ? 4 : out_bytes;
+  const double epi_ns = static_cast<double>(bm) * bn * epi_bytes / 8.0 / (tma_epi ? 8.0 : 1.0);
+  const double tile_ns = std::max(std::max(compute_ns, load_ns), chain_ns) + epi_ns;
   const double l2_ns = static_cast<double>(tiles) * (bm + static_cast<double>(bn) / mc) * K / 9000.0;
-  const double dram_ns = (static_cast<double>(rows) * K + static_cast<double>(experts) * N * K +
-                          static_cast<double>(rows) * N * out_bytes) / 2800.0;
-  return (std::max(std::max(waves * tile_ns, l2_ns), dram_ns) + 2000.0) / 1000.0;
+  double dram_ns = (static_cast<double>(rows) * K + static_cast<double>(experts) * N * K +
+                    static_cast<double>(rows) * N * out_bytes) / 2800.0;
+  double extra_ns = 0.0;
+  if (splits > 1) {
+    const double ws_bytes = static_cast<double>(splits) * rows * N * 4.0;
+    dram_ns += ws_bytes / 2800.0;
+    extra_ns = 2000.0 + (ws_bytes + static_cast<double>(rows) * N * out_bytes) / 2000.0;  // the reduce launch
+  }
+  return (std::max(std::max(waves * tile_ns, l2_ns), dram_ns) + extra_ns + 2000.0) / 1000.0;
 }
 
 int find_kernel(int bm, int bn, int promote_k, int mc) {
@@ -944,7 +1079,9 @@ int max_active_clusters(DeviceInfo& dev, int i, size_t smem) {
   return dev.max_clusters[i];
 }
 
-Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo& dev, const Override& ov) {
+// tma_ok: D can take the TMA-store epilogue (row pitch a multiple of 16 bytes, D 16-byte aligned).
+Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo& dev, const Override& ov,
+               bool tma_ok = false) {
   Plan best;
   const int promote_k = ov.path == 3 ? 32 : 128;
   const int mc = (ov.path == 4 && E == 1) ? 2 : 1;
@@ -959,25 +1096,47 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo
     if (kKernels[i].promote_k != promote_k || kKernels[i].mc != mc) continue;
     if (forced && i != chosen) continue;
     const int bm = kKernels[i].bm, bn = kKernels[i].bn;
-    const int stages = stages_for(bm, bn, dev.smem_optin);
-    if (stages < 2) continue;
-    int ctas = dev.sms;
-    if (mc > 1) {
-      const int clusters = max_active_clusters(dev, i, smem_bytes_for(bm, bn, stages));
-      if (clusters <= 0) continue;
-      ctas = clusters * mc;
-    }
-    int tiles = 0;
-    const double t = estimate_us(bm, bn, mc, counts, E, N, K, out_bytes, ctas, &tiles);
-    const bool better = best.kernel < 0 || t < best.est_us * 0.995 ||
-                        (t <= best.est_us * 1.005 && (bm > kKernels[best.kernel].bm ||
-                                                      (bm == kKernels[best.kernel].bm && bn > kKernels[best.kernel].bn)));
-    if (better) {
-      best.kernel = i;
-      best.stages = stages;
-      best.tiles = tiles;
-      best.est_us = t;
-      best.grid = std::min(tiles, ctas);  // with mc > 1: a multiple of mc (tiles and ctas both are)
+    const int num_kb = K / kBlockK;
+    for (int epi = 0; epi < 2; ++epi) {
+      // epi 1: the TMA-store epilogue (needs whole 128-byte boxes per row of the tile)
+      if (epi == 1 && (!tma_ok || ov.epilogue == 1 || (bn * out_bytes) % 128 != 0)) continue;
+      if (epi == 0 && ov.epilogue == 2 && tma_ok && (bn * out_bytes) % 128 == 0) continue;
+      const int epi_bytes = epi ? bm * bn * out_bytes : 0;
+      const int stages = stages_for(bm, bn, dev.smem_optin, epi_bytes);
+      if (stages < 2) continue;
+      int ctas = dev.sms;
+      if (mc > 1) {
+        const int clusters = max_active_clusters(dev, i, smem_bytes_for(bm, bn, stages, epi_bytes));
+        if (clusters <= 0) continue;
+        ctas = clusters * mc;
+      }
+      const int split_options[] = {1, 2, 3, 4, 6, 8, 12, 16};
+      for (int requested : split_options) {
+        if (ov.splitk > 1) requested = requested == 1 ? ov.splitk : 0;  // forced: that one only
+        if (requested == 0) continue;
+        if (requested > 1 && (E != 1 || mc != 1 || epi == 1 || ov.splitk == 1 || num_kb < requested)) continue;
+        const int kps = ceil_div(num_kb, requested);
+        const int splits = ceil_div(num_kb, kps);  // every split non-empty
+        if (requested > 1 && splits < 2) continue;
+        int tiles = 0;
+        const double t =
+            estimate_us(bm, bn, mc, counts, E, N, K, out_bytes, ctas, &tiles, epi == 1, stages, splits);
+        if (splits > 1 && ov.splitk == 0 && static_cast<long long>(tiles) >= ctas) continue;  // already a full wave
+        const bool better =
+            best.kernel < 0 || t < best.est_us * 0.995 ||
+            (t <= best.est_us * 1.005 && (bm > kKernels[best.kernel].bm ||
+                                          (bm == kKernels[best.kernel].bm && bn > kKernels[best.kernel].bn)));
+        if (better) {
+          best.kernel = i;
+          best.stages = stages;
+          best.tiles = tiles;
+          best.est_us = t;
+          best.epi_bytes = epi_bytes;
+          best.splits = splits;
+          // with mc > 1: a multiple of mc (tiles and ctas both are)
+          best.grid = static_cast<int>(std::min<long long>(static_cast<long long>(tiles) * splits, ctas));
+        }
+      }
     }
   }
   if (best.kernel >= 0 && ov.path != 0 && ov.path != 2) {
@@ -1020,7 +1179,7 @@ int run_simt(const uint8_t* A, const float* sa, const uint8_t* B, const float* s
 
 // The WGMMA path for experts [0, E) whose rows are offsets[e] .. offsets[e+1] (offsets absolute in A / D).
 int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, void* D, int out_dtype,
-              const int* offsets, int E, int N, int K, cudaStream_t stream) {
+              const int* offsets, int E, int N, int K, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   DeviceInfo* dev = nullptr;
   int rc = current_device_info(&dev);
   if (rc != OCTET_GEMM_OK) return rc;
@@ -1035,6 +1194,8 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
   const int M_total = offsets[E];
   const int out_bytes = out_dtype == 0 ? 4 : 2;
   const bool vec = (N % 2 == 0) && aligned(D, 2 * static_cast<size_t>(out_bytes));
+  const bool tma_ok = (static_cast<size_t>(N) * out_bytes) % 16 == 0 && aligned(D, 16) &&
+                      static_cast<uint64_t>(M_total) * N * out_bytes < (1ull << 40);
 
   for (int e0 = 0; e0 < E; e0 += kMaxExpertsPerLaunch) {
     const int ne = std::min(kMaxExpertsPerLaunch, E - e0);
@@ -1043,8 +1204,11 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     bool any_rows = false;
     for (int e = 0; e < ne; ++e) any_rows = any_rows || counts[e] > 0;
     if (!any_rows) continue;
-    const Plan plan = make_plan(counts, ne, N, K, out_bytes, *dev, ov);
+    Plan plan = make_plan(counts, ne, N, K, out_bytes, *dev, ov, tma_ok);
     if (plan.kernel < 0 || plan.tiles == 0) return OCTET_GEMM_ERR_BAD_SHAPE;  // a forced configuration that does not exist
+    if (plan.splits > 1 && (workspace == nullptr ||
+                            workspace_bytes < static_cast<size_t>(plan.splits) * M_total * static_cast<size_t>(N) * 4))
+      return OCTET_GEMM_ERR_WORKSPACE_TOO_SMALL;
     const KernelEntry& ker = kKernels[plan.kernel];
 
     Schedule sch;
@@ -1067,11 +1231,15 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     sch.tile_prefix[ne] = prefix;
     sch.num_m_tiles = prefix;
     // Work units: tiles, or with multicast pairs of M-tiles (the odd one out pairs with a store-nothing twin).
-    sch.num_tiles = (ker.mc > 1 ? (prefix + 1) / 2 : prefix) * sch.num_n_tiles;
+    sch.num_tiles = (ker.mc > 1 ? (prefix + 1) / 2 : prefix) * sch.num_n_tiles * plan.splits;
+    sch.splits = plan.splits;
+    sch.kb_per_split = ceil_div(K / kBlockK, plan.splits);
+    sch.ws = plan.splits > 1 ? static_cast<float*>(workspace) : nullptr;
+    sch.epi_bytes = plan.epi_bytes;
     sch.group_n = std::max(1, std::min(plan.group_n, sch.num_n_tiles));
     sch.stages = plan.stages;
     sch.out_bf16 = out_dtype == 1;
-    sch.vec_store = vec ? 1 : 0;
+    sch.vec_store = (plan.splits > 1 ? (N % 2 == 0) : vec) ? 1 : 0;  // the workspace is cudaMalloc-aligned
 
     CUtensorMap tm_a, tm_b;
     rc = encode_operand_map(&tm_a, A, static_cast<uint64_t>(M_total), static_cast<uint64_t>(K), ker.bm);
@@ -1080,8 +1248,14 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     const uint64_t b_rows = static_cast<uint64_t>(e0 + ne) * static_cast<uint64_t>(N);
     rc = encode_operand_map(&tm_b, B, b_rows, static_cast<uint64_t>(K), ker.bn / ker.mc);
     if (rc != OCTET_GEMM_OK) return rc;
+    CUtensorMap tm_d;
+    std::memset(&tm_d, 0, sizeof(tm_d));
+    if (plan.epi_bytes > 0) {
+      rc = encode_output_map(&tm_d, D, static_cast<uint64_t>(M_total), static_cast<uint64_t>(N), out_bytes);
+      if (rc != OCTET_GEMM_OK) return rc;
+    }
 
-    const size_t smem = smem_bytes_for(ker.bm, ker.bn, plan.stages);
+    const size_t smem = smem_bytes_for(ker.bm, ker.bn, plan.stages, plan.epi_bytes);
     {
       std::lock_guard<std::mutex> lock(g_mutex);
       if (!dev->attr_set[plan.kernel]) {
@@ -1093,7 +1267,7 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     }
     const int threads = ker.bm / 64 * 128 + 128;
     if (ker.mc == 1) {
-      ker.fn<<<plan.grid, threads, smem, stream>>>(tm_a, tm_b, sa, sb, D, sch);
+      ker.fn<<<plan.grid, threads, smem, stream>>>(tm_a, tm_b, tm_d, sa, sb, D, sch);
     } else {
       cudaLaunchConfig_t cfg = {};
       cudaLaunchAttribute attr[1];
@@ -1107,12 +1281,20 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
       cfg.stream = stream;
       cfg.attrs = attr;
       cfg.numAttrs = 1;
-      if (cudaLaunchKernelEx(&cfg, ker.fn, tm_a, tm_b, sa, sb, D, sch) != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
+      if (cudaLaunchKernelEx(&cfg, ker.fn, tm_a, tm_b, tm_d, sa, sb, D, sch) != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
     }
     if (cudaGetLastError() != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
-    std::snprintf(g_last_config, sizeof(g_last_config), "wgmma %dx%d%s%s st%d grid%d units%d band%d est%.0fus", ker.bm,
-                  ker.bn, ker.promote_k == 32 ? "p32" : "", ker.mc > 1 ? "mc2" : "", plan.stages, plan.grid,
-                  sch.num_tiles, sch.group_n, plan.est_us);
+    if (plan.splits > 1) {  // dense only (E == 1): D = sum of the splits' partial sums
+      const size_t count = static_cast<size_t>(M_total) * N;
+      const int blocks = static_cast<int>(std::min<size_t>((count + 255) / 256, static_cast<size_t>(dev->sms) * 8));
+      splitk_reduce_kernel<<<blocks, 256, 0, stream>>>(static_cast<const float*>(workspace), D, count, plan.splits,
+                                                       out_dtype == 1);
+      if (cudaGetLastError() != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
+    }
+    std::snprintf(g_last_config, sizeof(g_last_config), "wgmma %dx%d%s%s st%d grid%d units%d band%d%s%s est%.0fus",
+                  ker.bm, ker.bn, ker.promote_k == 32 ? "p32" : "", ker.mc > 1 ? "mc2" : "", plan.stages, plan.grid,
+                  sch.num_tiles, sch.group_n, plan.epi_bytes > 0 ? " tma" : "",
+                  plan.splits > 1 ? (" sk" + std::to_string(plan.splits)).c_str() : "", plan.est_us);
   }
   return OCTET_GEMM_OK;
 }
@@ -1122,11 +1304,29 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
 // ------------------------------------------------------------------------------------------------------------
 // C API
 // ------------------------------------------------------------------------------------------------------------
+// Split-K (small M, large K) keeps fp32 partial sums in the workspace: splits x M x N x 4 bytes for the plan
+// this shape gets on the current device (bf16 and fp32 output may plan differently: the larger is returned).
+// Everything else travels in the kernel parameters, so other shapes need none.
 extern "C" size_t octet_fp8_gemm_sm90_workspace(int M, int N, int K) {
-  (void)M;
-  (void)N;
-  (void)K;
-  return 0;  // schedules travel in the kernel parameters; scales are read in their given layouts
+  if (M < 1 || N < 1 || K <= 0 || K % kBlockK != 0) return 0;
+  DeviceInfo* dev = nullptr;
+  if (current_device_info(&dev) != OCTET_GEMM_OK) return 0;
+  Override ov;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    ov = g_override;
+  }
+  if (ov.path == 2) return 0;
+  size_t need = 0;
+  const int counts[1] = {M};
+  for (int out_bytes = 2; out_bytes <= 4; out_bytes += 2) {
+    for (int tma = 0; tma < 2; ++tma) {  // the plan with and without a TMA-eligible D
+      const Plan plan = make_plan(counts, 1, N, K, out_bytes, *dev, ov, tma == 1);
+      if (plan.kernel >= 0 && plan.splits > 1)
+        need = std::max(need, static_cast<size_t>(plan.splits) * static_cast<size_t>(M) * static_cast<size_t>(N) * 4);
+    }
+  }
+  return need;
 }
 
 extern "C" int octet_fp8_gemm_sm90(const void* A, const float* sa, const void* B, const float* sb, void* D, int out_dtype,
@@ -1134,10 +1334,10 @@ extern "C" int octet_fp8_gemm_sm90(const void* A, const float* sa, const void* B
   int rc = check_common(A, sa, B, sb, D, out_dtype, N, K);
   if (rc != OCTET_GEMM_OK) return rc;
   if (M < 1) return OCTET_GEMM_ERR_BAD_SHAPE;
-  (void)workspace;
   if (workspace_bytes < octet_fp8_gemm_sm90_workspace(M, N, K)) return OCTET_GEMM_ERR_WORKSPACE_TOO_SMALL;
+  if (workspace_bytes > 0 && (workspace == nullptr || !aligned(workspace, 16))) return OCTET_GEMM_ERR_MISALIGNED;
   const int offsets[2] = {0, M};
-  return run_wgmma(A, sa, B, sb, D, out_dtype, offsets, 1, N, K, stream);
+  return run_wgmma(A, sa, B, sb, D, out_dtype, offsets, 1, N, K, workspace, workspace_bytes, stream);
 }
 
 extern "C" size_t octet_fp8_grouped_gemm_sm90_workspace(int E, int M_total, int N, int K) {
@@ -1164,7 +1364,7 @@ extern "C" int octet_fp8_grouped_gemm_sm90(const void* A, const float* sa, const
   if (M_total == offsets_host[0]) return OCTET_GEMM_OK;  // no rows at all
   const int rc = check_common(A, sa, B, sb, D, out_dtype, N, K);
   if (rc != OCTET_GEMM_OK) return rc;
-  return run_wgmma(A, sa, B, sb, D, out_dtype, offsets_host, E, N, K, stream);
+  return run_wgmma(A, sa, B, sb, D, out_dtype, offsets_host, E, N, K, nullptr, 0, stream);  // no split-K for groups
 }
 
 extern "C" const char* octet_gemm_sm90_error(int code) {
@@ -1199,7 +1399,17 @@ extern "C" int octet_fp8_gemm_sm90_debug_force(int path, int bm, int bn, int sta
       find_kernel(bm, bn, path == 3 ? 32 : 128, path == 4 ? 2 : 1) < 0)
     return OCTET_GEMM_ERR_BAD_SHAPE;
   std::lock_guard<std::mutex> lock(g_mutex);
-  g_override = Override{path, bm, bn, stages, group_n};
+  g_override = Override{path, bm, bn, stages, group_n, g_override.epilogue, g_override.splitk};
+  return OCTET_GEMM_OK;
+}
+
+// epilogue: 0 automatic, 1 direct stores from registers (version 1), 2 the TMA-store epilogue wherever D allows
+// it; splitk: 0 automatic, 1 never, S > 1 that many splits of K (dense calls). Kept across debug_force calls.
+extern "C" int octet_fp8_gemm_sm90_debug_options(int epilogue, int splitk) {
+  if (epilogue < 0 || epilogue > 2 || splitk < 0 || splitk > 64) return OCTET_GEMM_ERR_BAD_SHAPE;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_override.epilogue = epilogue;
+  g_override.splitk = splitk;
   return OCTET_GEMM_OK;
 }
 
