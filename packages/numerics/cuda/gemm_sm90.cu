@@ -1148,6 +1148,46 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo
 
 bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) % a) == 0; }
 
+// Dense plans are cached (the search covers ~260 candidates: kernels x epilogues x splits), so a call costs the
+// host no more than version 1 did. Keyed on everything make_plan reads.
+struct PlanKey {
+  int dev, M, N, K, out_bytes, tma_ok, sms, smem;
+  Override ov;
+  bool operator==(const PlanKey& o) const { return std::memcmp(this, &o, sizeof(PlanKey)) == 0; }
+};
+constexpr int kPlanCache = 32;
+PlanKey g_plan_keys[kPlanCache];
+Plan g_plans[kPlanCache];
+int g_plan_count = 0, g_plan_next = 0;
+
+Plan cached_dense_plan(int M, int N, int K, int out_bytes, DeviceInfo& dev, const Override& ov, bool tma_ok) {
+  PlanKey key;
+  std::memset(&key, 0, sizeof(key));
+  int d = 0;
+  cudaGetDevice(&d);
+  key.dev = d;
+  key.M = M;
+  key.N = N;
+  key.K = K;
+  key.out_bytes = out_bytes;
+  key.tma_ok = tma_ok;
+  key.sms = dev.sms;
+  key.smem = dev.smem_optin;
+  key.ov = ov;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    for (int i = 0; i < g_plan_count; ++i)
+      if (g_plan_keys[i] == key) return g_plans[i];
+  }
+  const int counts[1] = {M};
+  const Plan plan = make_plan(counts, 1, N, K, out_bytes, dev, ov, tma_ok);  // may take g_mutex (multicast)
+  std::lock_guard<std::mutex> lock(g_mutex);
+  const int slot = g_plan_count < kPlanCache ? g_plan_count++ : (g_plan_next++ % kPlanCache);
+  g_plan_keys[slot] = key;
+  g_plans[slot] = plan;
+  return plan;
+}
+
 int check_common(const void* A, const float* sa, const void* B, const float* sb, void* D, int out_dtype, int N, int K) {
   if (out_dtype != 0 && out_dtype != 1) return OCTET_GEMM_ERR_BAD_DTYPE;
   if (K <= 0 || K % kBlockK != 0) return OCTET_GEMM_ERR_K_NOT_MULTIPLE_OF_128;
@@ -1204,7 +1244,8 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     bool any_rows = false;
     for (int e = 0; e < ne; ++e) any_rows = any_rows || counts[e] > 0;
     if (!any_rows) continue;
-    Plan plan = make_plan(counts, ne, N, K, out_bytes, *dev, ov, tma_ok);
+    const Plan plan = E == 1 ? cached_dense_plan(counts[0], N, K, out_bytes, *dev, ov, tma_ok)
+                             : make_plan(counts, ne, N, K, out_bytes, *dev, ov, tma_ok);
     if (plan.kernel < 0 || plan.tiles == 0) return OCTET_GEMM_ERR_BAD_SHAPE;  // a forced configuration that does not exist
     if (plan.splits > 1 && (workspace == nullptr ||
                             workspace_bytes < static_cast<size_t>(plan.splits) * M_total * static_cast<size_t>(N) * 4))
@@ -1318,10 +1359,9 @@ extern "C" size_t octet_fp8_gemm_sm90_workspace(int M, int N, int K) {
   }
   if (ov.path == 2) return 0;
   size_t need = 0;
-  const int counts[1] = {M};
   for (int out_bytes = 2; out_bytes <= 4; out_bytes += 2) {
     for (int tma = 0; tma < 2; ++tma) {  // the plan with and without a TMA-eligible D
-      const Plan plan = make_plan(counts, 1, N, K, out_bytes, *dev, ov, tma == 1);
+      const Plan plan = cached_dense_plan(M, N, K, out_bytes, *dev, ov, tma == 1);
       if (plan.kernel >= 0 && plan.splits > 1)
         need = std::max(need, static_cast<size_t>(plan.splits) * static_cast<size_t>(M) * static_cast<size_t>(N) * 4);
     }

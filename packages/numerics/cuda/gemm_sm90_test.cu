@@ -2,7 +2,7 @@
 // then speed. No Node.js needed.
 //
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a gemm_sm90.cu gemm_sm90_test.cu -o gemm_test
-//   ./gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|multicast]...
+//   ./gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|v1v2|multicast]...
 //               [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | mcBMxBN | precise | mc | simt] [--seed S] [--reps R] [--no-timing]
 //               [--no-fork] [--timeout SEC]
 //   --epi direct|tma|auto: the epilogue (direct = masked stores from registers, version 1; tma = registers ->
@@ -90,7 +90,7 @@ int g_failures = 0;               // in this process
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr, "gemm_test: %s\n", msg);
   std::fprintf(stderr,
-               "usage: gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|multicast]...\n"
+               "usage: gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|v1v2|multicast]...\n"
                "                 [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | mcBMxBN | precise | mc | simt] [--seed S] [--reps R] [--no-timing]\n"
                "                 [--no-fork] [--timeout SEC] [--epi auto|direct|tma] [--splitk S]\n");
   std::exit(2);
@@ -853,6 +853,34 @@ void group_m(int M, uint64_t seed) {
   }
 }
 
+// Version 1 against version 2 on the shapes where they differ: the direct epilogue (version 1) against the
+// TMA-store epilogue on short-K M = 4096 shapes and an odd-M one, and no split against split-K on small M.
+// Same inputs for both rows of a pair, so a regression (or a bug) of one path shows next to the other.
+void group_v1v2(uint64_t seed) {
+  struct Case {
+    Shape s;
+    int epi, splitk;
+    const char* tag;
+  };
+  const Case cases[] = {
+      {{4096, 32768, 512}, 1, 1, "direct"},  {{4096, 32768, 512}, 2, 1, "tma"},
+      {{4096, 7168, 2048}, 1, 1, "direct"},  {{4096, 7168, 2048}, 2, 1, "tma"},
+      {{1000, 2112, 1536}, 1, 1, "direct"},  {{1000, 2112, 1536}, 2, 1, "tma"},
+      {{64, 2112, 7168}, 0, 1, "nosplit"},   {{64, 2112, 7168}, 0, 0, "auto"},
+      {{128, 7168, 16384}, 0, 1, "nosplit"}, {{128, 7168, 16384}, 0, 0, "auto"},
+      {{100, 4096, 7168}, 0, 1, "nosplit"},  {{100, 4096, 7168}, 0, 4, "sk4"},
+  };
+  for (const Case& c : cases) {
+    if (g_opt.quick && c.s.M == 4096 && c.s.N == 32768) continue;
+    octet_fp8_gemm_sm90_debug_options(c.epi, c.splitk);
+    Problem p = dense_problem(c.s.M, c.s.N, c.s.K);
+    const std::string base = p.name;
+    p.name += std::string(" ") + c.tag;
+    test_problem("v1v2", p, true, mix_seed(seed, base));
+  }
+  octet_fp8_gemm_sm90_debug_options(g_opt.epilogue, g_opt.splitk);
+}
+
 void group_shapes(uint64_t seed) {
   for (const Shape& s : g_opt.shapes) {
     Problem p = dense_problem(s.M, s.N, s.K);
@@ -1048,6 +1076,7 @@ void run_group(const std::string& name, uint64_t seed) {
   else if (name == "grouped") group_grouped(seed);
   else if (name == "precision") group_precision(seed);
   else if (name == "multicast") group_multicast(seed);
+  else if (name == "v1v2") group_v1v2(seed);
   else if (name == "shape") group_shapes(seed);
   else std::printf("  unknown group %s\n", name.c_str());
 }
@@ -1063,7 +1092,7 @@ int main(int argc, char** argv) {
   }
   init_tables();
   std::vector<std::string> groups = g_opt.groups;
-  if (groups.empty()) groups = g_opt.shapes.empty() ? std::vector<std::string>{"api", "odd", "m64", "m128", "m4096", "grouped", "precision", "multicast"}
+  if (groups.empty()) groups = g_opt.shapes.empty() ? std::vector<std::string>{"api", "odd", "m64", "m128", "m4096", "grouped", "precision", "v1v2", "multicast"}
                                                     : std::vector<std::string>{"shape"};
   if (!g_opt.shapes.empty() && std::find(groups.begin(), groups.end(), "shape") == groups.end()) groups.push_back("shape");
   std::printf("gemm_sm90 harness: seed %llu (replay with --seed %llu)%s%s, groups:", static_cast<unsigned long long>(g_opt.seed),
