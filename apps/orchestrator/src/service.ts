@@ -47,6 +47,22 @@ async function mapped<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** A signal that aborts when either does, and its cleanup (AbortSignal.any needs Node 20.3). */
+function anySignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose: () => void } {
+  const c = new AbortController();
+  const abort = () => c.abort();
+  if (a.aborted || b.aborted) abort();
+  a.addEventListener("abort", abort, { once: true });
+  b.addEventListener("abort", abort, { once: true });
+  return {
+    signal: c.signal,
+    dispose: () => {
+      a.removeEventListener("abort", abort);
+      b.removeEventListener("abort", abort);
+    },
+  };
+}
+
 export interface JobServiceOptions {
   /** Called after each accepted submission (metrics). */
   onSubmit?: () => void;
@@ -101,8 +117,12 @@ export function createJobService(store: JobStore, hub: EventHub, opts: JobServic
     watchJob: serverStreaming(async (req: octet.orchestrator.v1.WatchJobRequest, ctx, write) =>
       mapped(async () => {
         const id = needId(req.id);
-        const signal = opts.closing ? AbortSignal.any([ctx.signal, opts.closing]) : ctx.signal;
-        for await (const e of watchJob(store, hub, id, { signal, pollMs: opts.watchPollMs })) await write(eventToProto(e));
+        const both = opts.closing ? anySignal(ctx.signal, opts.closing) : { signal: ctx.signal, dispose: () => undefined };
+        try {
+          for await (const e of watchJob(store, hub, id, { signal: both.signal, pollMs: opts.watchPollMs })) await write(eventToProto(e));
+        } finally {
+          both.dispose();
+        }
         if (opts.closing?.aborted && !ctx.signal.aborted) throw new ServiceError(grpcStatus.UNAVAILABLE, "orchestrator shutting down; watch again");
       }),
     ),
