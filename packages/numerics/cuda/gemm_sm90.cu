@@ -1097,8 +1097,9 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo
     if (forced && i != chosen) continue;
     const int bm = kKernels[i].bm, bn = kKernels[i].bn;
     const int num_kb = K / kBlockK;
-    for (int epi = 0; epi < 2; ++epi) {
-      // epi 1: the TMA-store epilogue (needs whole 128-byte boxes per row of the tile)
+    for (int epi = 1; epi >= 0; --epi) {
+      // epi 1: the TMA-store epilogue (needs whole 128-byte boxes per row of the tile); tried first, so it wins
+      // ties (DRAM-bound shapes, where the model cannot tell the epilogues apart)
       if (epi == 1 && (!tma_ok || ov.epilogue == 1 || (bn * out_bytes) % 128 != 0)) continue;
       if (epi == 0 && ov.epilogue == 2 && tma_ok && (bn * out_bytes) % 128 == 0) continue;
       const int epi_bytes = epi ? bm * bn * out_bytes : 0;
