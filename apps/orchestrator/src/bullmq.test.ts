@@ -61,29 +61,35 @@ test("plain BullMQ queue.add and gRPC SubmitJob give the same job through GetJob
   assert.deepEqual(comparable(la), comparable(lb));
 
   // watched and run the same way (the worker stands in for a trainer)
-  const watch = async (id: string, seen: () => void) => {
+  const watch = async (id: string, seen: () => void, progressed: () => void) => {
     const events: WatchEvent[] = [];
     for await (const e of bed.client.watch(id)) {
       events.push(e);
       if (e.kind === "snapshot") seen();
+      if (e.kind === "progress") progressed();
     }
     return events;
   };
   const s1 = deferred();
   const s2 = deferred();
-  const wa = watch(String(plain.id), s1.resolve);
-  const wb = watch(viaGrpc.job.id, s2.resolve);
+  const reportedA = deferred();
+  const reportedB = deferred();
+  const wa = watch(String(plain.id), s1.resolve, reportedA.resolve);
+  const wb = watch(viaGrpc.job.id, s2.resolve, reportedB.resolve);
   await Promise.all([s1.promise, s2.promise]);
+  const finish = deferred();
   const w = bed.worker(async (j: Job) => {
     await j.updateProgress({ phase: "running", step: 20, totalSteps: 20, loss: 1.5, valLoss: null, tokensPerSec: 10, lastCheckpoint: { step: 20, path: "/c/20" }, resumedFrom: null, attempt: 1, workerId: "w" });
-    void j.id;
+    await finish.promise; // both watchers have seen the report: the two event sequences do not depend on timing
     return { run: "r", step: 20, loss: 1.5, valLoss: 1.6, tokensPerSec: 10, recipe: "fp8", entropyRate: null, unigramEntropy: null, checkpoints: [], emaStep: null, resumedFrom: null, seconds: 1 };
-  });
+  }, { concurrency: 2 });
+  await Promise.all([reportedA.promise, reportedB.promise]);
+  finish.resolve();
   const [ea, eb] = await Promise.all([wa, wb]);
   await w.close();
-  const shape = (es: WatchEvent[]) => es.map((e) => `${e.kind}:${e.state}${e.progress ? `@${e.progress.step}` : ""}`);
+  const shape = (es: WatchEvent[]) => es.map((e) => `${e.kind}:${e.state}${e.kind === "progress" ? `@${e.progress.step}` : ""}`);
   assert.deepEqual(shape(ea), shape(eb));
-  assert.equal(ea[ea.length - 1].state, "completed");
+  assert.deepEqual(shape(ea), ["snapshot:waiting", "state:active", "progress:active@20", "state:completed"]);
   const fa = await bed.client.get(String(plain.id));
   const fb = await bed.client.get(viaGrpc.job.id);
   assert.equal(fa.result?.loss, 1.5);

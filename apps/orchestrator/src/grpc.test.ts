@@ -125,10 +125,12 @@ test("watch: a snapshot, the state changes and every progress report, then the e
   const { job } = await bed.client.submit({ run: "watch-1", steps: 3 });
   const events: WatchEvent[] = [];
   const subscribed = deferred();
+  const sawLast = deferred();
   const done = (async () => {
     for await (const e of bed.client.watch(job.id)) {
       events.push(e);
       if (e.kind === "snapshot") subscribed.resolve();
+      if (e.kind === "progress" && e.progress.step === 3) sawLast.resolve();
     }
   })();
   await subscribed.promise;
@@ -149,6 +151,7 @@ test("watch: a snapshot, the state changes and every progress report, then the e
   const w = bed.worker(async (j: Job) => {
     if (j.id !== job.id) return null;
     for (let s = 1; s <= 3; s++) await j.updateProgress(progress(s, 2 - s * 0.25, s === 3 ? { lastCheckpoint: { step: 3, path: "/ckpt/watch-1/3" } } : {}));
+    await sawLast.promise; // a real step takes a while; the end arriving with the reports is tested below
     return result;
   });
   await done;
@@ -175,6 +178,31 @@ test("watch: a snapshot, the state changes and every progress report, then the e
     again.map((e) => [e.kind, e.state]),
     [["snapshot", "completed"]],
   );
+});
+
+test("watch a job that reports and ends at once: every report still comes before the end", async () => {
+  const { job } = await bed.client.submit({ run: "watch-fast" });
+  const events: WatchEvent[] = [];
+  const subscribed = deferred();
+  const done = (async () => {
+    for await (const e of bed.client.watch(job.id)) {
+      events.push(e);
+      if (e.kind === "snapshot") subscribed.resolve();
+    }
+  })();
+  await subscribed.promise;
+  const w = bed.worker(async (j: Job) => {
+    for (let s = 1; s <= 5; s++) await j.updateProgress(progress(s, 3 - s * 0.1));
+    return null;
+  });
+  await done;
+  await w.close();
+  assert.deepEqual(
+    events.filter((e) => e.kind === "progress").map((e) => e.progress!.step),
+    [1, 2, 3, 4, 5],
+  );
+  assert.equal(events[events.length - 1].state, "completed");
+  assert.equal(events.filter((e) => e.state === "completed").length, 1);
 });
 
 test("cancel a waiting job: it moves to failed with reason cancelled, never runs, and keeps its history", async () => {

@@ -41,14 +41,22 @@ export async function* watchJob(store: JobStore, hub: EventHub, id: string, opts
     let batch: { event: string; args: Record<string, unknown> }[] = [];
     let at = 0;
     const pendingProgress = () => batch.slice(at).some((e) => e.event === "progress") || inbox.some((e) => e.event === "progress");
+    // The job's terminal event (completed/failed) has arrived: every report before it has been seen, since the
+    // queue's event stream is ordered.
+    let terminalSeen = false;
+    // A re-read found the job ended before its terminal event arrived; the end is held back one poll period for
+    // the reports still on their way (a lost event then costs that period, not the end).
+    let heldEnd = false;
 
     // Re-reads the job; yields a state event when the state or the cancel request changed, or a progress event
-    // when only the progress did and no report is queued (its event was missed). Returns whether the job ended.
-    // Mid-batch (midBatch), an ended job is not reported yet: the reports still queued go first.
-    const reread = async function* (midBatch = false): AsyncGenerator<WatchEvent, "ended" | "deferred" | "running"> {
+    // when only the progress did and no report is queued (its event was missed). An ended job is reported only
+    // when allowEnd; otherwise "held".
+    const reread = async function* (allowEnd: boolean): AsyncGenerator<WatchEvent, "ended" | "held" | "running"> {
       const next = await store.get(id);
       if (!next) throw new JobStoreError("not-found", `job ${JSON.stringify(id)} was removed`);
-      if (midBatch && FINAL_STATES.has(next.state)) return "deferred";
+      const ended = FINAL_STATES.has(next.state);
+      if (ended && !allowEnd) return "held";
+      if (!ended) terminalSeen = false; // a failed attempt that is retried
       const progressJson = JSON.stringify(next.progress);
       if (next.state !== view!.state || next.cancelRequested !== view!.cancelRequested) {
         // (progress events still to come from the inbox are sent after this one, in order)
@@ -59,7 +67,7 @@ export async function* watchJob(store: JobStore, hub: EventHub, id: string, opts
         yield { kind: "progress", state: next.state, progress: next.progress, time: Date.now() };
       }
       view = next;
-      return FINAL_STATES.has(next.state) ? "ended" : "running";
+      return ended ? "ended" : "running";
     };
 
     while (!opts.signal?.aborted) {
@@ -75,26 +83,34 @@ export async function* watchJob(store: JobStore, hub: EventHub, id: string, opts
         if (opts.signal?.aborted) return;
       }
       batch = inbox.splice(0);
-      let dirty = batch.length === 0; // a poll tick
+      const tick = batch.length === 0; // a poll period without events
+      let dirty = tick;
       for (at = 0; at < batch.length; ) {
         const e = batch[at++];
         if (e.event !== "progress") {
+          if (e.event === "completed" || e.event === "failed") terminalSeen = true;
           dirty = true;
           continue;
         }
         if (dirty) {
-          // the state changed before this report (e.g. "active" then "progress"): say so first
-          dirty = (yield* reread(true)) === "deferred";
+          // the state changed before this report (e.g. "active" then "progress"): say so first, but not the end
+          dirty = (yield* reread(false)) === "held";
         }
         const p = parseProgress(e.args.data);
         const json = JSON.stringify(p);
         if (p && json !== lastProgress) {
           lastProgress = json;
           view = { ...view, progress: p };
-          yield { kind: "progress", state: view.state, progress: p, time: Date.now() };
+          // a report comes from a running attempt, whatever the last re-read said (the end may be held back)
+          const state = view.state === "waiting" || view.state === "delayed" ? "active" : view.state;
+          yield { kind: "progress", state, progress: p, time: Date.now() };
         }
       }
-      if (dirty && (yield* reread()) === "ended") return;
+      if (dirty) {
+        const r: "ended" | "held" | "running" = yield* reread(terminalSeen || (tick && heldEnd));
+        if (r === "ended") return;
+        heldEnd = r === "held";
+      }
     }
   } finally {
     unsubscribe();
