@@ -60,6 +60,8 @@ struct Schedule {
   int vec_store;     // 1: pairs of columns are stored with one aligned vector store
   int epi_bytes;     // > 0: the TMA-store epilogue, with this many bytes of shared memory (BM x BN outputs) after
                      // the stages; 0: direct stores from registers (version 1)
+  int epi_slots;     // TMA epilogue: 0 = one staging box per 64 columns of the tile (version 2, epi_bytes =
+                     // BM x BN outputs); 1 or 2 = a ring of that many 8 KiB boxes per warpgroup (version 3)
   int splits;        // split-K: units = tiles x splits; split s covers k-blocks [s * kb_per_split, ...)
   int kb_per_split;
   float* ws;         // splits > 1: fp32 partial sums [splits, M_total, N] (the output of this kernel)
@@ -188,6 +190,7 @@ __device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, uint32_t sr
 }
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void bulk_wait_read0() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_read1() { asm volatile("cp.async.bulk.wait_group.read 1;\n" ::: "memory"); }
 __device__ __forceinline__ void bulk_wait0() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 // Generic-proxy writes to shared memory made visible to the async proxy (the TMA engine).
 __device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
@@ -581,6 +584,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
 
     int s = 0;
     uint32_t phase = 0;
+    int epi_count = 0;  // boxes this warpgroup has stored through the chunked epilogue's ring
     for (int t = unit0; t < sch.num_tiles; t += unit_step) {
       const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
       const int ge = sch.expert_base + tile.expert;
@@ -676,6 +680,56 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       const int wg_row0 = tile.m0 + wg * 64;
       const bool tma_epi = sch.epi_bytes > 0 && wg_row0 < tile.m_end &&
                            (tile.m_end == sch.M_total || wg_row0 + 64 <= tile.m_end);
+      if (tma_epi && sch.epi_slots > 0) {
+        // Version 3, chunked: the tile goes out one [64 rows x 128 B] box at a time through a ring of
+        // sch.epi_slots 8 KiB slots per warpgroup (16-32 KiB in all instead of BM x BN outputs, so 128 x 192
+        // keeps its fifth pipeline stage). Box c of this warpgroup's running count uses slot c % slots; before
+        // writing it, the store that last used that slot (committed `slots` groups ago) must have read it.
+        const bool bf16 = sch.out_bf16 != 0;
+        const int slots = sch.epi_slots;
+        const uint32_t ring = smem_d + static_cast<uint32_t>(wg) * (static_cast<uint32_t>(slots) * 8192u);
+        const int r_local = warp_in_wg * 16 + (lane >> 2);
+        const uint32_t sw = static_cast<uint32_t>(lane >> 2);
+        const int box_cols = bf16 ? 64 : 32;
+        const int boxes = BN / box_cols;
+        for (int b = 0; b < boxes; ++b) {
+          const int c0 = tile.n0 + b * box_cols;
+          if (c0 >= sch.N) break;  // the same for every thread of the warpgroup
+          const uint32_t slot = ring + static_cast<uint32_t>(epi_count % slots) * 8192u;
+          if ((tid & 127) == 0) {
+            if (slots == 1) bulk_wait_read0();
+            else bulk_wait_read1();
+          }
+          wg_barrier(wg);
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const uint32_t row_addr = slot + static_cast<uint32_t>(r_local + 8 * h) * 128u;
+#pragma unroll
+            for (int j = 0; j < kAcc / 4; ++j) {
+              const float v0 = fin[4 * j + 2 * h], v1 = fin[4 * j + 2 * h + 1];
+              const uint32_t byte = bf16 ? static_cast<uint32_t>(8 * j + col_in_tile) * 2u
+                                         : static_cast<uint32_t>(8 * j + col_in_tile) * 4u;
+              if (static_cast<int>(byte >> 7) != b) continue;
+              const uint32_t inner = byte & 127u;
+              const uint32_t addr = row_addr + ((((inner >> 4) ^ sw) << 4) | (inner & 15u));
+              if (bf16) {
+                const __nv_bfloat162 v = __floats2bfloat162_rn(v0, v1);
+                st_shared_b32(addr, *reinterpret_cast<const uint32_t*>(&v));
+              } else {
+                st_shared_v2f32(addr, v0, v1);
+              }
+            }
+          }
+          fence_proxy_async_smem();
+          wg_barrier(wg);
+          if ((tid & 127) == 0) {
+            tma_store_2d(&tm_d, slot, c0, wg_row0);
+            bulk_commit();
+          }
+          ++epi_count;
+        }
+        continue;
+      }
       if (tma_epi) {
         const bool bf16 = sch.out_bf16 != 0;
         const uint32_t stage_d = smem_d + static_cast<uint32_t>(wg) * (64u * BN * (bf16 ? 2u : 4u));
@@ -908,7 +962,8 @@ struct Override {
              // WGMMA kernels, 4 the 2-CTA multicast WGMMA kernels (dense only; grouped calls keep path 0);
              // for 3 and 4, bm = 0 picks automatically among that family
   int bm, bn, stages, group_n;
-  int epilogue;  // 0 automatic, 1 direct stores (version 1), 2 TMA store where possible
+  int epilogue;  // 0 automatic, 1 direct stores (version 1), 2 TMA store where possible (staging chosen by the
+                 // planner), 3 TMA store with the whole tile staged (version 2), 4 TMA store through the ring
   int splitk;    // 0 automatic, 1 never, > 1 that many splits (dense, where K allows)
 };
 Override g_override = {0, 0, 0, 0, 0, 0, 0};
@@ -984,6 +1039,7 @@ struct Plan {
   int kernel = -1;  // index into kKernels
   int stages = 0, grid = 0, group_n = 16, tiles = 0;
   int epi_bytes = 0;  // > 0: TMA-store epilogue with this much staging shared memory
+  int epi_slots = 0;  // TMA epilogue: 0 the whole tile staged (version 2), 1/2 a ring of 8 KiB boxes per warpgroup
   int splits = 1;     // split-K factor (dense only)
   double est_us = 0.0;
 };
@@ -1009,7 +1065,7 @@ size_t smem_bytes_for(int bm, int bn, int stages, int epi_bytes = 0) {
 // ~1/8 of that (registers -> shared memory; the store drains behind the next tile), fewer than 4 stages
 // cost 10 % each, and split-K adds its workspace traffic and a second launch.
 double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int K, int out_bytes, int ctas,
-                   int* tiles_out, bool tma_epi = false, int stages = 8, int splits = 1) {
+                   int* tiles_out, bool tma_epi = false, int stages = 8, int splits = 1, int epi_slots = 0) {
   long long m_tiles = 0, rows = 0, experts = 0;
   for (int e = 0; e < E; ++e) {
     if (counts[e] <= 0) continue;
@@ -1026,12 +1082,19 @@ double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int 
   const int Ku = (K / kBlockK + splits - 1) / splits * kBlockK;  // K of one unit
   const long long grid = std::min<long long>(units, ctas);
   const long long waves = (units + grid - 1) / grid;
-  const double eff = (bm == 128 ? 0.92 : 0.62) * bn / (bn + 24.0) * (stages >= 4 ? 1.0 : 1.0 - 0.1 * (4 - stages));
+  // Run 2: 128 x 192 with 4 stages ran long K ~10 % slower than with 5 (1001 -> 903 TFLOP/s on K = 16384), so
+  // the two-consumer kernels lose 10 % per stage below 5 (version 2's model started below 4).
+  const int full_stages = bm == 128 ? 5 : 4;
+  const double eff = (bm == 128 ? 0.92 : 0.62) * bn / (bn + 24.0) *
+                     (stages >= full_stages ? 1.0 : std::max(0.5, 1.0 - 0.1 * (full_stages - stages)));
   const double compute_ns = static_cast<double>(bm) * bn * Ku / (7188.0 * eff);
   const double load_ns = (bm + static_cast<double>(bn) / mc) * Ku / 120.0;
   const double chain_ns = (Ku / kBlockK) * (400.0 + bn);
   const int epi_bytes = splits > 1 ? 4 : out_bytes;
-  const double epi_ns = static_cast<double>(bm) * bn * epi_bytes / 8.0 / (tma_epi ? 8.0 : 1.0);
+  double epi_ns = static_cast<double>(bm) * bn * epi_bytes / 8.0 / (tma_epi ? 8.0 : 1.0);
+  // The ring serializes each box's shared-memory writes behind the previous store's read of its slot
+  // (~250 ns a box with one slot, ~60 ns with two).
+  if (tma_epi && epi_slots > 0) epi_ns += (bn * out_bytes / 128) * (epi_slots == 1 ? 250.0 : 60.0);
   const double tile_ns = std::max(std::max(compute_ns, load_ns), chain_ns) + epi_ns;
   const double l2_ns = static_cast<double>(tiles) * (bm + static_cast<double>(bn) / mc) * K / 9000.0;
   double dram_ns = (static_cast<double>(rows) * K + static_cast<double>(experts) * N * K +
@@ -1097,31 +1160,56 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo
     if (forced && i != chosen) continue;
     const int bm = kKernels[i].bm, bn = kKernels[i].bn;
     const int num_kb = K / kBlockK;
-    for (int epi = 1; epi >= 0; --epi) {
-      // epi 1: the TMA-store epilogue (needs whole 128-byte boxes per row of the tile); tried first, so it wins
-      // ties (DRAM-bound shapes, where the model cannot tell the epilogues apart)
-      if (epi == 1 && (!tma_ok || ov.epilogue == 1 || (bn * out_bytes) % 128 != 0)) continue;
-      if (epi == 0 && ov.epilogue == 2 && tma_ok && (bn * out_bytes) % 128 == 0) continue;
-      const int epi_bytes = epi ? bm * bn * out_bytes : 0;
+    // epi 3, 2, 1: the TMA-store epilogue (needs whole 128-byte boxes per row of the tile) staging the whole
+    // tile (version 2), a ring of 2 or of 1 box slot per warpgroup (version 3: 16-32 KiB of shared memory, so
+    // the big tiles keep their stages); epi 0: direct stores. TMA variants are tried first, so they win ties
+    // (DRAM-bound shapes, where the model cannot tell the epilogues apart).
+    // One TMA staging per kernel, not chosen by the model (its L2 and chain terms hide the stage count at
+    // M = 4096): the whole tile unless that costs a pipeline stage on long K (> 16 k-blocks), where run 2 lost
+    // 4-10 % going from 5 stages to 4; then the ring with the most stages (two slots before one on a tie).
+    // Short K keeps version 2's staging (measured: it beat version 1 there; the ring's per-box serialization
+    // would cost ~0.75 us a tile).
+    int tma_variant = 3;
+    {
+      const int st_full = stages_for(bm, bn, dev.smem_optin, bm * bn * out_bytes);
+      const int st_r2 = stages_for(bm, bn, dev.smem_optin, (bm / 64) * 2 * 8192);
+      const int st_r1 = stages_for(bm, bn, dev.smem_optin, (bm / 64) * 1 * 8192);
+      const int st_ring = std::max(st_r2, st_r1);
+      const int ring = st_r2 >= st_r1 ? 2 : 1;
+      if (ov.epilogue == 4) tma_variant = ring;
+      else if (ov.epilogue != 3 && (st_full < 2 || (num_kb > 16 && st_ring > st_full && st_full < kMaxStages)))
+        tma_variant = ring;
+    }
+    for (int epi = 3; epi >= 0; --epi) {
+      const bool box_ok = tma_ok && (bn * out_bytes) % 128 == 0;
+      if (epi > 0 && (!box_ok || ov.epilogue == 1)) continue;
+      if (epi == 0 && (ov.epilogue >= 2 && box_ok)) continue;
+      if (epi == 3 && ov.epilogue == 4) continue;
+      if (epi < 3 && epi > 0 && ov.epilogue == 3) continue;
+      const int epi_slots = epi == 3 ? 0 : epi;  // epi 2: two slots, epi 1: one
+      const int epi_bytes = epi == 0 ? 0 : epi == 3 ? bm * bn * out_bytes : (bm / 64) * epi_slots * 8192;
       const int stages = stages_for(bm, bn, dev.smem_optin, epi_bytes);
       if (stages < 2) continue;
+      if (epi > 0 && epi != tma_variant) continue;
       int ctas = dev.sms;
       if (mc > 1) {
         const int clusters = max_active_clusters(dev, i, smem_bytes_for(bm, bn, stages, epi_bytes));
         if (clusters <= 0) continue;
         ctas = clusters * mc;
       }
-      const int split_options[] = {1, 2, 3, 4, 6, 8, 12, 16};
+      // Run 2: sk6 lost to no split (64x2112x7168: 84 vs 90 TFLOP/s); sk2-sk4 won on 64x7168x16384 (+11 %),
+      // 100x4096x7168 (+15 %), 64x4096x7168 (+4 %): automatic plans split at most 4 ways.
+      const int split_options[] = {1, 2, 3, 4};
       for (int requested : split_options) {
         if (ov.splitk > 1) requested = requested == 1 ? ov.splitk : 0;  // forced: that one only
         if (requested == 0) continue;
-        if (requested > 1 && (E != 1 || mc != 1 || epi == 1 || ov.splitk == 1 || num_kb < requested)) continue;
+        if (requested > 1 && (E != 1 || mc != 1 || epi != 0 || ov.splitk == 1 || num_kb < requested)) continue;
         const int kps = ceil_div(num_kb, requested);
         const int splits = ceil_div(num_kb, kps);  // every split non-empty
         if (requested > 1 && splits < 2) continue;
         int tiles = 0;
         const double t =
-            estimate_us(bm, bn, mc, counts, E, N, K, out_bytes, ctas, &tiles, epi == 1, stages, splits);
+            estimate_us(bm, bn, mc, counts, E, N, K, out_bytes, ctas, &tiles, epi != 0, stages, splits, epi_slots);
         if (splits > 1 && ov.splitk == 0 && static_cast<long long>(tiles) >= ctas) continue;  // already a full wave
         const bool better =
             best.kernel < 0 || t < best.est_us * 0.995 ||
@@ -1133,6 +1221,7 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo
           best.tiles = tiles;
           best.est_us = t;
           best.epi_bytes = epi_bytes;
+          best.epi_slots = epi_slots;
           best.splits = splits;
           // with mc > 1: a multiple of mc (tiles and ctas both are)
           best.grid = static_cast<int>(std::min<long long>(static_cast<long long>(tiles) * splits, ctas));
@@ -1278,6 +1367,7 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     sch.kb_per_split = ceil_div(K / kBlockK, plan.splits);
     sch.ws = plan.splits > 1 ? static_cast<float*>(workspace) : nullptr;
     sch.epi_bytes = plan.epi_bytes;
+    sch.epi_slots = plan.epi_slots;
     sch.group_n = std::max(1, std::min(plan.group_n, sch.num_n_tiles));
     sch.stages = plan.stages;
     sch.out_bf16 = out_dtype == 1;
@@ -1335,7 +1425,7 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     }
     std::snprintf(g_last_config, sizeof(g_last_config), "wgmma %dx%d%s%s st%d grid%d units%d band%d%s%s est%.0fus",
                   ker.bm, ker.bn, ker.promote_k == 32 ? "p32" : "", ker.mc > 1 ? "mc2" : "", plan.stages, plan.grid,
-                  sch.num_tiles, sch.group_n, plan.epi_bytes > 0 ? " tma" : "",
+                  sch.num_tiles, sch.group_n, plan.epi_bytes <= 0 ? "" : plan.epi_slots == 0 ? " tma" : plan.epi_slots == 1 ? " tmaR1" : " tmaR2",
                   plan.splits > 1 ? (" sk" + std::to_string(plan.splits)).c_str() : "", plan.est_us);
   }
   return OCTET_GEMM_OK;
@@ -1445,9 +1535,9 @@ extern "C" int octet_fp8_gemm_sm90_debug_force(int path, int bm, int bn, int sta
 }
 
 // epilogue: 0 automatic, 1 direct stores from registers (version 1), 2 the TMA-store epilogue wherever D allows
-// it; splitk: 0 automatic, 1 never, S > 1 that many splits of K (dense calls). Kept across debug_force calls.
+// it (staging chosen by the planner), 3 TMA with the whole tile staged (version 2), 4 TMA through the ring; splitk: 0 automatic, 1 never, S > 1 that many splits of K (dense calls). Kept across debug_force calls.
 extern "C" int octet_fp8_gemm_sm90_debug_options(int epilogue, int splitk) {
-  if (epilogue < 0 || epilogue > 2 || splitk < 0 || splitk > 64) return OCTET_GEMM_ERR_BAD_SHAPE;
+  if (epilogue < 0 || epilogue > 4 || splitk < 0 || splitk > 64) return OCTET_GEMM_ERR_BAD_SHAPE;
   std::lock_guard<std::mutex> lock(g_mutex);
   g_override.epilogue = epilogue;
   g_override.splitk = splitk;

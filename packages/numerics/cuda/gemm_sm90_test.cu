@@ -5,8 +5,9 @@
 //   ./gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|v1v2|multicast]...
 //               [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | mcBMxBN | precise | mc | simt] [--seed S] [--reps R] [--no-timing]
 //               [--no-fork] [--timeout SEC]
-//   --epi direct|tma|auto: the epilogue (direct = masked stores from registers, version 1; tma = registers ->
-//   shared memory -> TMA store, overlapped with the next tile); --splitk S: 1 = never split K, S > 1 forces S
+//   --epi direct|tma|full|ring|auto: the epilogue (direct = masked stores from registers, version 1; tma =
+//   registers -> shared memory -> TMA store, overlapped with the next tile, staging picked by the planner;
+//   full = the whole tile staged, version 2; ring = a ring of 8 KiB boxes per warpgroup, version 3); --splitk S: 1 = never split K, S > 1 forces S
 //   splits where the kernel allows it, 0 (default) = the planner's choice.
 //   --cfg forces a tile shape (BMxBN: one of the compiled kernels, listed at the start), the precise kernels
 //   (pBMxBN / precise: promotion after every wgmma, K = 32), the 2-CTA multicast kernels (mcBMxBN / mc; dense
@@ -92,7 +93,7 @@ int g_failures = 0;               // in this process
   std::fprintf(stderr,
                "usage: gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|v1v2|multicast]...\n"
                "                 [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | mcBMxBN | precise | mc | simt] [--seed S] [--reps R] [--no-timing]\n"
-               "                 [--no-fork] [--timeout SEC] [--epi auto|direct|tma] [--splitk S]\n");
+               "                 [--no-fork] [--timeout SEC] [--epi auto|direct|tma|full|ring] [--splitk S]\n");
   std::exit(2);
 }
 
@@ -120,7 +121,9 @@ void parse_args(int argc, char** argv) {
       if (v == "auto") g_opt.epilogue = 0;
       else if (v == "direct") g_opt.epilogue = 1;
       else if (v == "tma") g_opt.epilogue = 2;
-      else usage("--epi wants auto, direct or tma");
+      else if (v == "full") g_opt.epilogue = 3;  // TMA store, the whole tile staged (version 2)
+      else if (v == "ring") g_opt.epilogue = 4;  // TMA store through a ring of 8 KiB boxes (version 3)
+      else usage("--epi wants auto, direct, tma, full or ring");
     } else if (a == "--splitk") {
       g_opt.splitk = std::max(0, std::atoi(next().c_str()));
     } else if (a == "--group") {
@@ -869,6 +872,8 @@ void group_v1v2(uint64_t seed) {
   const Case cases[] = {
       {{4096, 32768, 512}, 1, 1, "direct"},  {{4096, 32768, 512}, 2, 1, "tma"},
       {{4096, 7168, 2048}, 1, 1, "direct"},  {{4096, 7168, 2048}, 2, 1, "tma"},
+      {{4096, 7168, 16384}, 3, 1, "full"},   {{4096, 7168, 16384}, 4, 1, "ring"},
+      {{4096, 7168, 2048}, 3, 1, "full"},    {{4096, 7168, 2048}, 4, 1, "ring"},
       {{1000, 2112, 1536}, 1, 1, "direct"},  {{1000, 2112, 1536}, 2, 1, "tma"},
       {{64, 2112, 7168}, 0, 1, "nosplit"},   {{64, 2112, 7168}, 0, 0, "auto"},
       {{128, 7168, 16384}, 0, 1, "nosplit"}, {{128, 7168, 16384}, 0, 0, "auto"},
