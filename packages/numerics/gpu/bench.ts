@@ -13,7 +13,7 @@ import { join } from "node:path";
 import {
   DeviceQuantized, DeviceTensor, captureGraph, copyDevice, cudaStatus, emptyDevice, fillRandomDevice, gemmChoices,
   groupedScaledMatmulDevice, matmulBf16Device, quantizeBothDevice, quantizeDevice, scaledMatmulDevice, stackExpertsDevice,
-  dequantizeDevice, timeDevice, synchronizeDevice, type DeviceExperts, type GroupedImpl,
+  dequantizeDevice, timeDevice, synchronizeDevice, setKernelKnob, type DeviceExperts, type GroupedImpl,
 } from "../src/cuda.js";
 import { DSV3_M, DSV3_NK, argValue, elapsed, median, mulberry32, stamp, timeLeft, writeJson } from "./common.js";
 
@@ -114,6 +114,9 @@ function benchMemory(): { copy: BandwidthRow[]; quantize: BandwidthRow[] } {
   const scalesRow = 4 * R * Math.ceil(C / 128);
   const q = quantizeDevice(x, { block: [1, 128], nonFinite: "unchecked" });
   measure(quantize, "quantize 1x128 bf16→e4m3, fp32 scales", 2 * R * C + R * C + scalesRow, () => quantizeDevice(x, { block: [1, 128], nonFinite: "unchecked", into: q }));
+  setKernelKnob("rows_unroll", 2);
+  measure(quantize, "quantize 1x128 bf16→e4m3, fp32 scales (variant: 2 tiles in flight)", 2 * R * C + R * C + scalesRow, () => quantizeDevice(x, { block: [1, 128], nonFinite: "unchecked", into: q }));
+  setKernelKnob("rows_unroll", 4);
   const qp = quantizeDevice(x, { block: [1, 128], scale: "pow2", nonFinite: "unchecked" });
   measure(quantize, "quantize 1x128 bf16→e4m3, pow2 scales", 2 * R * C + R * C + scalesRow, () => quantizeDevice(x, { block: [1, 128], scale: "pow2", nonFinite: "unchecked", into: qp }));
   qp.free();

@@ -41,6 +41,7 @@ export interface CudaAddon {
   quantizeBoth(x: Handle, inDtype: number, rows: number, cols: number, fmt: number, pow2: boolean, rdata: Handle, rscales: Handle, tdata: Handle, tscales: Handle, check: boolean): RawQuantStatus | undefined;
   dequantize(data: Handle, scales: Handle, rows: number, cols: number, br: number, bc: number, fmt: number, out: Handle, outDtype: number): void;
   castSelfTest(): { e4m3: { mismatches: number; first: number }; e5m2: { mismatches: number; first: number } };
+  setKnob(name: string, value: number): void;
   transposeF32(input: Handle, rows: number, cols: number, out: Handle): void;
   transposeF32Grouped(input: Handle, offsets: Handle, experts: number, totalRows: number, cols: number, out: Handle): void;
   padRowsF32(input: Handle, rows: number, cols: number, ld: number, out: Handle): void;
@@ -944,4 +945,12 @@ export function convertDevice(t: DeviceTensor, to: "fp32" | "bf16"): DeviceTenso
  */
 export function castSelfTestDevice(): { e4m3: { mismatches: number; first: number }; e5m2: { mismatches: number; first: number } } {
   return cuda().castSelfTest();
+}
+
+/**
+ * Kernel tuning knobs, for benchmarks that compare variants in one run: "rows_unroll" (2 or 4 tiles in flight per
+ * half-warp in the 1x128 kernel, bf16 input; default 4), "rows_blocks_per_sm" (0: the occupancy limit).
+ */
+export function setKernelKnob(name: "rows_unroll" | "rows_blocks_per_sm", value: number): void {
+  cuda().setKnob(name, value);
 }
