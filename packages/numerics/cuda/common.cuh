@@ -176,6 +176,22 @@ __device__ __forceinline__ uint16_t encode_bf16(float x) {
   return (uint16_t)((b + (((b >> 16) & 1u) + 0x7fffu)) >> 16);
 }
 
+// 16-byte asynchronous copy global → shared (sm_80+ cp.async), zero-filling when `bytes` is 0; no registers held.
+__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src, int bytes) {
+#ifdef OCTET_EMU
+  if (bytes) __builtin_memcpy(smem_dst, gmem_src, 16);
+  else __builtin_memset(smem_dst, 0, 16);
+#else
+  const unsigned dst = (unsigned)__cvta_generic_to_shared(smem_dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(bytes));
+#endif
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+#ifndef OCTET_EMU
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ uint32_t max16(uint32_t v) {  // max over the 16 lanes of a half-warp
 #pragma unroll
   for (int o = 8; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));

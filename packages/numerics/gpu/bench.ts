@@ -126,10 +126,18 @@ function benchMemory(): { copy: BandwidthRow[]; quantize: BandwidthRow[] } {
   const both = quantizeBothDevice(x, { nonFinite: "unchecked" });
   measure(quantize, "quantize both: 1x128 of x and of xᵀ, one read", 2 * R * C + 2 * R * C + scalesRow + 4 * C * Math.ceil(R / 128),
     () => quantizeBothDevice(x, { nonFinite: "unchecked", into: both }));
+  setKernelKnob("both_variant", 1);
+  measure(quantize, "quantize both (variant 1: registers)", 2 * R * C + 2 * R * C + scalesRow + 4 * C * Math.ceil(R / 128),
+    () => quantizeBothDevice(x, { nonFinite: "unchecked", into: both }));
+  setKernelKnob("both_variant", 2);
   both.rowwise.free();
   both.transposed.free();
   const qb = quantizeDevice(x, { block: [128, 128], nonFinite: "unchecked" });
-  measure(quantize, "quantize 128x128 bf16→e4m3", 2 * R * C + R * C + 4 * Math.ceil(R / 128) * Math.ceil(C / 128), () => quantizeDevice(x, { block: [128, 128], nonFinite: "unchecked", into: qb }));
+  const blockBytes = 2 * R * C + R * C + 4 * Math.ceil(R / 128) * Math.ceil(C / 128);
+  measure(quantize, "quantize 128x128 bf16→e4m3", blockBytes, () => quantizeDevice(x, { block: [128, 128], nonFinite: "unchecked", into: qb }));
+  setKernelKnob("blocks_variant", 1);
+  measure(quantize, "quantize 128x128 (variant 1: registers)", blockBytes, () => quantizeDevice(x, { block: [128, 128], nonFinite: "unchecked", into: qb }));
+  setKernelKnob("blocks_variant", 2);
   qb.free();
   const x32 = emptyDevice([R, C], "fp32");
   fillRandomDevice(x32, seed + 1, "normal", 1);
@@ -138,7 +146,7 @@ function benchMemory(): { copy: BandwidthRow[]; quantize: BandwidthRow[] } {
   q32.free();
   x32.free();
   const deq = dequantizeDevice(q, { out: "bf16" });
-  measure(quantize, "dequantize 1x128 e4m3→bf16 (generic kernel)", R * C + scalesRow + 2 * R * C, () => dequantizeDevice(q, { out: "bf16", into: deq }));
+  measure(quantize, "dequantize 1x128 e4m3→bf16", R * C + scalesRow + 2 * R * C, () => dequantizeDevice(q, { out: "bf16", into: deq }));
   deq.free();
   q.free();
   x.free();
@@ -258,7 +266,8 @@ function benchGrouped(): GroupedRow[] {
         skipped.push(`grouped E=${E} N×K=${N}×${K}: the run's deadline was near`);
         continue;
       }
-      const sizes = Array.from({ length: E }, () => Math.round(GROUPED.avg * (0.5 + rand())));
+      // uneven, multiples of 16 (cuBLASLt's block-scaled path needs each expert's rows % 4 == 0; MoE dispatch pads so)
+      const sizes = Array.from({ length: E }, () => 16 * Math.round((GROUPED.avg * (0.5 + rand())) / 16));
       const offsets = [0];
       for (const s of sizes) offsets.push(offsets[offsets.length - 1] + s);
       const M = offsets[E];

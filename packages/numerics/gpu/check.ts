@@ -25,6 +25,7 @@ import {
   quantizeBothDevice,
   quantizeDevice,
   scaledMatmulDevice,
+  setKernelKnob,
   stackExpertsDevice,
   toDevice,
 } from "../src/cuda.js";
@@ -50,9 +51,13 @@ interface Result {
 }
 const results: Result[] = [];
 
-class CheckFailure extends Error {}
-function expect(cond: boolean, message: string): asserts cond {
-  if (!cond) throw new CheckFailure(message);
+class CheckFailure extends Error {
+  constructor(message: string, readonly metrics?: Record<string, number | string>) {
+    super(message);
+  }
+}
+function expect(cond: boolean, message: string, metrics?: Record<string, number | string>): asserts cond {
+  if (!cond) throw new CheckFailure(message, metrics);
 }
 
 class Refused extends Error {}
@@ -66,7 +71,8 @@ function record(name: string, fn: () => string | { detail: string; metrics?: Rec
     r = { name, status: o.status ?? "pass", detail: o.detail, seconds: 0, metrics: o.metrics };
   } catch (err) {
     const msg = err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err);
-    r = { name, status: err instanceof CheckFailure ? "fail" : err instanceof Refused ? "refused" : "error", detail: msg, seconds: 0 };
+    r = { name, status: err instanceof CheckFailure ? "fail" : err instanceof Refused ? "refused" : "error", detail: msg, seconds: 0,
+      metrics: err instanceof CheckFailure ? err.metrics : undefined };
   }
   r.seconds = (Date.now() - t0) / 1000;
   results.push(r);
@@ -140,20 +146,31 @@ function checkQuantizeShape(rows: number, cols: number, format: Fp8Format): void
           expect(d === null, `block [${block}]: ${d}`);
           codes += want.data.length;
         }
-        const both = quantizeBothDevice(dev, { format, scale, poison: true });
-        const row = both.rowwise.toHost(), tr = both.transposed.toHost();
-        both.rowwise.free();
-        both.transposed.free();
+        // the 128x128 kernel's other variant, then both layouts from one read with each variant of that kernel
+        setKernelKnob("blocks_variant", 1);
+        const q1 = quantizeDevice(dev, { block: [128, 128], format, scale, poison: true });
+        setKernelKnob("blocks_variant", 2);
+        const d1 = diffQuantized(q1.toHost(), quantizeReference(values, [rows, cols], { block: [128, 128], format, scale }), values);
+        q1.free();
+        expect(d1 === null, `block [128,128] (variant 1): ${d1}`);
         const wantRow = quantizeReference(values, [rows, cols], { block: [1, 128], format, scale });
         const wantT = quantizeReference(xT, [cols, rows], { block: [1, 128], format, scale });
-        let d = diffQuantized(row, wantRow, values);
-        expect(d === null, `both, rowwise: ${d}`);
-        d = diffQuantized(tr, wantT, xT);
-        expect(d === null, `both, transposed (1x128 tiles of xᵀ): ${d}`);
-        const col = untranspose(tr, rows, cols);
-        d = diffQuantized(col, quantizeReference(values, [rows, cols], { block: [128, 1], format, scale }), values);
-        expect(d === null, `both, transposed back vs [128,1] tiles: ${d}`);
-        return `bit-exact: blocks ${BLOCKS.map((b) => b.join("x")).join(", ")} and both layouts (${codes + 2 * rows * cols} codes)`;
+        const wantCol = quantizeReference(values, [rows, cols], { block: [128, 1], format, scale });
+        for (const variant of [2, 1]) {
+          setKernelKnob("both_variant", variant);
+          const both = quantizeBothDevice(dev, { format, scale, poison: true });
+          const row = both.rowwise.toHost(), tr = both.transposed.toHost();
+          both.rowwise.free();
+          both.transposed.free();
+          let d = diffQuantized(row, wantRow, values);
+          expect(d === null, `both (variant ${variant}), rowwise: ${d}`);
+          d = diffQuantized(tr, wantT, xT);
+          expect(d === null, `both (variant ${variant}), transposed (1x128 tiles of xᵀ): ${d}`);
+          d = diffQuantized(untranspose(tr, rows, cols), wantCol, values);
+          expect(d === null, `both (variant ${variant}), transposed back vs [128,1] tiles: ${d}`);
+        }
+        setKernelKnob("both_variant", 2);
+        return `bit-exact: blocks ${BLOCKS.map((b) => b.join("x")).join(", ")} (128x128 both variants) and both layouts (both variants) (${codes + 4 * rows * cols} codes)`;
       });
     }
     dev.free();
@@ -346,27 +363,40 @@ function checkGemm(M: number, N: number, K: number, sampled: number): void {
     return;
   }
   const rowsNote = ops.rows.length === M ? "all rows" : `${ops.rows.length} sampled rows`;
+  // Both implementations first, then the records: each names the other's error on the same operands (FP8 tensor
+  // cores keep ~14 bits within a 128-element block, so the fp32-output error of both is set by the hardware).
+  type Outcome = { refused?: string; error?: unknown; nan?: number; meter?: ErrorMeter };
+  const outcome: Record<string, Outcome> = {};
+  for (const impl of ["sm90", "cublaslt"] as const) {
+    for (const out of ["bf16", "fp32"] as const) {
+      if (unavailable(impl)) continue;
+      const d = emptyDevice([M, N], out, { fill: "nan" });
+      try {
+        scaledMatmulDevice(ops.a, ops.b, { out, impl, into: d });
+        outcome[`${impl}/${out}`] = { nan: countNaNDevice(d), meter: compareRows(d, ops.rows, ops.ref, N) };
+      } catch (err) {
+        outcome[`${impl}/${out}`] = err instanceof RangeError ? { refused: err.message } : { error: err };
+      } finally {
+        d.free();
+      }
+    }
+  }
   for (const impl of ["sm90", "cublaslt"] as const) {
     for (const out of ["bf16", "fp32"] as const) {
       record(`GEMM ${impl} ${M}x${N}x${K} → ${out}`, () => {
         const why = unavailable(impl);
         if (why) return { status: "skip", detail: why };
-        const d = emptyDevice([M, N], out, { fill: "nan" });
-        try {
-          scaledMatmulDevice(ops.a, ops.b, { out, impl, into: d });
-        } catch (err) {
-          d.free();
-          if (err instanceof RangeError) throw new Refused(err.message);
-          throw err;
-        }
-        const nan = countNaNDevice(d);
-        const meter = compareRows(d, ops.rows, ops.ref, N);
-        d.free();
-        expect(nan === 0, `${nan} of ${M * N} outputs left NaN (unwritten or NaN results)`);
+        const o = outcome[`${impl}/${out}`];
+        if (o.refused) throw new Refused(o.refused);
+        if (o.error) throw o.error;
+        const other = outcome[`${impl === "sm90" ? "cublaslt" : "sm90"}/${out}`]?.meter;
+        const otherNote = other ? `; ${impl === "sm90" ? "cuBLASLt" : "sm90"} on the same operands: ${other.frobenius.toExponential(2)}` : "";
+        const meter = o.meter!;
         const e = meter.frobenius;
-        const metrics = { frobenius: e, maxRelative: meter.maxRel, tolerance: TOL[out] };
-        expect(e <= TOL[out], `relative Frobenius error ${e.toExponential(2)} > ${TOL[out]} (${rowsNote}; max elementwise ${meter.maxRel.toExponential(2)})`);
-        return { detail: `rel. Frobenius ${e.toExponential(2)} ≤ ${TOL[out]} (${rowsNote}), all ${M * N} outputs written`, metrics };
+        const metrics = { frobenius: e, maxRelative: meter.maxRel, tolerance: TOL[out], ...(other ? { otherFrobenius: other.frobenius } : {}) };
+        expect(o.nan === 0, `${o.nan} of ${M * N} outputs left NaN (unwritten or NaN results)`, metrics);
+        expect(e <= TOL[out], `relative Frobenius error ${e.toExponential(2)} > ${TOL[out]} (${rowsNote}; max elementwise ${meter.maxRel.toExponential(2)}${otherNote})`, metrics);
+        return { detail: `rel. Frobenius ${e.toExponential(2)} ≤ ${TOL[out]} (${rowsNote}${otherNote}), all ${M * N} outputs written`, metrics };
       });
     }
   }
@@ -425,9 +455,9 @@ function checkGrouped(E: number, sizes: number[], N: number, K: number, perExper
         const nan = countNaNDevice(d);
         const meter = compareRows(d, rows, ref, N);
         d.free();
-        expect(nan === 0, `${nan} outputs left NaN`);
         const e = meter.frobenius;
-        expect(e <= TOL[out], `relative Frobenius error ${e.toExponential(2)} > ${TOL[out]} (max elementwise ${meter.maxRel.toExponential(2)})`);
+        expect(nan === 0, `${nan} outputs left NaN`, { frobenius: e });
+        expect(e <= TOL[out], `relative Frobenius error ${e.toExponential(2)} > ${TOL[out]} (max elementwise ${meter.maxRel.toExponential(2)})`, { frobenius: e, maxRelative: meter.maxRel });
         return { detail: `rel. Frobenius ${e.toExponential(2)} ≤ ${TOL[out]} (${rows.length} rows across experts), all outputs written`, metrics: { frobenius: e, maxRelative: meter.maxRel } };
       });
     }
@@ -456,9 +486,9 @@ function checkBf16Gemm(M: number, N: number, K: number, sampled: number): void {
       const nan = countNaNDevice(d);
       const meter = compareRows(d, rows, ref, N);
       d.free();
-      expect(nan === 0, `${nan} outputs left NaN`);
       const e = meter.frobenius;
-      expect(e <= TOL[out], `relative Frobenius error ${e.toExponential(2)} > ${TOL[out]}`);
+      expect(nan === 0, `${nan} outputs left NaN`, { frobenius: e });
+      expect(e <= TOL[out], `relative Frobenius error ${e.toExponential(2)} > ${TOL[out]}`, { frobenius: e });
       return { detail: `rel. Frobenius ${e.toExponential(2)} ≤ ${TOL[out]} (${rows.length === M ? "all rows" : `${rows.length} sampled rows`}), all outputs written`, metrics: { frobenius: e } };
     });
   }
@@ -564,7 +594,7 @@ function main(): number {
   if (!quick) checkLargeQuantize();
 
   const gemms: [number, number, number, number][] = [
-    [1, 128, 128, 1], [100, 300, 384, 100], [129, 257, 256, 129], [256, 512, 1024, 256], [64, 2112, 7168, 16],
+    [1, 2048, 256, 1], [100, 300, 384, 100], [129, 257, 256, 129], [256, 512, 1024, 256], [64, 2112, 7168, 16],
     ...(quick ? [] : [[4096, 2112, 7168, 8], [128, 7168, 16384, 6], [4096, 24576, 1536, 4], [4096, 7168, 2048, 6]] as [number, number, number, number][]),
   ];
   const maxMnk = Number(process.env.OCTET_CHECK_MAX_MNK ?? Infinity);  // the CPU emulation's smoke test keeps GEMMs small
@@ -578,9 +608,9 @@ function main(): number {
   }
   checkGrouped(4, [0, 100, 128, 37], 256, 512, 1000);
   if (!quick) {
-    const sizes8 = Array.from({ length: 8 }, () => Math.floor(rand() * 512));
+    const sizes8 = Array.from({ length: 8 }, () => 16 * Math.floor(rand() * 32));
     checkGrouped(8, sizes8, 4096, 7168, 2);
-    const sizes32 = Array.from({ length: 32 }, () => (rand() < 0.15 ? 0 : Math.floor(rand() * 300)));
+    const sizes32 = Array.from({ length: 32 }, () => (rand() < 0.15 ? 0 : 8 * Math.floor(rand() * 38)));
     checkGrouped(32, sizes32, 512, 1024, 2);
   }
   checkBf16Gemm(100, 264, 512, 100);

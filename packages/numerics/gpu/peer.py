@@ -104,13 +104,16 @@ def ceil_pow2_bits(sf):
     return torch.where((bits & 0x7FFFFF) != 0, up, bits).view(torch.float32)
 
 
-def per_token_cast_to_fp8(x, pow2=False):
+def per_token_cast_to_fp8(x, pow2=False, exact_div=False):
+    """DeepGEMM's per_token_cast_to_fp8 as written. On CUDA, `amax / 448.0` (a tensor divided by a Python scalar)
+    is computed as amax * (1/448), not the correctly rounded quotient; exact_div=True divides by a tensor instead,
+    which rounds correctly — the definition of the CPU path (and of PyTorch on CPU tensors)."""
     m, n = x.shape
     pad = (-n) % 128
     xp = torch.nn.functional.pad(x, (0, pad)) if pad else x
     xv = xp.view(m, -1, 128)
     amax = xv.abs().float().amax(dim=2).view(m, -1).clamp(1e-4)
-    sf = amax / 448.0
+    sf = amax / torch.full_like(amax, 448.0) if exact_div else amax / 448.0
     if pow2:
         sf = ceil_pow2_bits(sf)
     q = (xv * (1.0 / sf.unsqueeze(2))).to(torch.float8_e4m3fn).view(m, -1)
@@ -185,14 +188,14 @@ def cross_check(d):
     raw = torch.frombuffer(bytearray(open(os.path.join(d, "x.bf16"), "rb").read()), dtype=torch.int16)
     x = raw.view(torch.bfloat16).view(R, C).cuda()
     res = {}
-    for scale in ["fp32", "pow2"]:
-        q, sf = per_token_cast_to_fp8(x, pow2=(scale == "pow2"))
+    for key, scale, exact in [("fp32", "fp32", False), ("fp32-exact", "fp32", True), ("pow2", "pow2", False)]:
+        q, sf = per_token_cast_to_fp8(x, pow2=(scale == "pow2"), exact_div=exact)
         ours_q = torch.frombuffer(bytearray(open(os.path.join(d, f"data-{scale}.u8"), "rb").read()), dtype=torch.uint8).view(R, C).cuda()
         ours_s = torch.frombuffer(bytearray(open(os.path.join(d, f"scales-{scale}.f32"), "rb").read()), dtype=torch.int32).view(R, -1).cuda()
         dq = int((q.view(torch.uint8) != ours_q).sum())
         ds = int((sf.view(torch.int32) != ours_s).sum())
-        res[scale] = {"codesDiffer": dq, "scalesDiffer": ds, "codes": R * C, "scales": ours_s.numel()}
-        log(f"  cross-check {scale} scales: {dq} of {R * C} codes and {ds} of {ours_s.numel()} scales differ from PyTorch")
+        res[key] = {"codesDiffer": dq, "scalesDiffer": ds, "codes": R * C, "scales": ours_s.numel()}
+        log(f"  cross-check {key}: {dq} of {R * C} codes and {ds} of {ours_s.numel()} scales differ from PyTorch")
     return res
 
 

@@ -557,7 +557,7 @@ function outputTensor(what: string, into: DeviceTensor | undefined, M: number, N
 }
 
 /** Why an implementation cannot run a shape, or null when it can. */
-function implProblem(impl: "sm90" | "cublaslt", fa: Fp8Format, fb: Fp8Format, N: number, out: GemmOut): string | null {
+function implProblem(impl: "sm90" | "cublaslt", fa: Fp8Format, fb: Fp8Format, N: number, out: GemmOut, M = 4): string | null {
   const st = cudaStatus();
   if (impl === "sm90") {
     if (!st.sm90.available) return `the sm90 GEMM is unavailable: ${st.sm90.reason}`;
@@ -568,6 +568,9 @@ function implProblem(impl: "sm90" | "cublaslt", fa: Fp8Format, fb: Fp8Format, N:
   if (fa === "e5m2" && fb === "e5m2") return "cuBLASLt has no e5m2 · e5m2 FP8 GEMM";
   const align = out === "bf16" ? 8 : 4;
   if (N % align !== 0) return `cuBLASLt needs N to be a multiple of ${align} for ${out} output (rows of D 16-byte aligned), got N=${N}`;
+  // Its 1x128 scales are [K/128][M] with M contiguous: M % 4 keeps their rows 16-byte aligned (seen on an H100 with
+  // cuBLASLt 13.1: M=1 has no algorithm, M=100 runs).
+  if (M % 4 !== 0) return `cuBLASLt's block-scaled path needs M (rows of a) to be a multiple of 4 (its 1x128 scale rows are 16-byte aligned), got M=${M}`;
   return null;
 }
 
@@ -628,7 +631,7 @@ function chooseImpl(a: DeviceQuantized, b: DeviceQuantized, d: DeviceTensor, out
   const key = `${M}x${N}x${K} ${a.format}·${b.format}→${out}`;
   const known = choices.get(key);
   if (known) return known.impl;
-  const problems = { sm90: implProblem("sm90", a.format, b.format, N, out), cublaslt: implProblem("cublaslt", a.format, b.format, N, out) };
+  const problems = { sm90: implProblem("sm90", a.format, b.format, N, out, M), cublaslt: implProblem("cublaslt", a.format, b.format, N, out, M) };
   const ok = (["sm90", "cublaslt"] as const).filter((i) => problems[i] === null);
   if (ok.length === 0) throw new Error(`scaledMatmulDevice: no GEMM implementation can run ${key}: ${problems.sm90}; ${problems.cublaslt}`);
   let choice: GemmChoice;
@@ -665,7 +668,7 @@ export function scaledMatmulDevice(a: DeviceQuantized, b: DeviceQuantized, opts:
   const out = checkOut(what, opts.out);
   const impl = checkImpl(what, opts.impl);
   if (impl !== "auto") {
-    const problem = implProblem(impl, a.format, b.format, N, out);
+    const problem = implProblem(impl, a.format, b.format, N, out, M);
     if (problem) throw (problem.includes("unavailable") ? new Error(`${what}: ${problem}`) : new RangeError(`${what}: ${problem}`));
   }
   const d = outputTensor(what, opts.into, M, N, out);
@@ -785,7 +788,11 @@ export function groupedScaledMatmulDevice(a: DeviceQuantized, b: DeviceExperts, 
   let impl = opts.impl ?? "auto";
   if (!["auto", "sm90", "loop-sm90", "loop-cublaslt"].includes(impl)) throw new RangeError(`${what}: impl must be "auto", "sm90", "loop-sm90" or "loop-cublaslt", got ${JSON.stringify(impl)}`);
   if (impl === "auto") impl = cudaStatus().sm90.available && a.format === "e4m3" && b.format === "e4m3" ? "sm90" : "loop-cublaslt";
-  const problem = implProblem(impl === "loop-cublaslt" ? "cublaslt" : "sm90", a.format, b.format, N, out);
+  let problem = implProblem(impl === "loop-cublaslt" ? "cublaslt" : "sm90", a.format, b.format, N, out);
+  if (!problem && impl === "loop-cublaslt") {
+    const e = Array.from({ length: E }, (_, i) => offs[i + 1] - offs[i]).findIndex((m) => m % 4 !== 0);
+    if (e >= 0) problem = `cuBLASLt's block-scaled path needs every expert's rows to be a multiple of 4 (its 1x128 scale rows are 16-byte aligned); expert ${e} has ${offs[e + 1] - offs[e]}`;
+  }
   if (problem) throw (problem.includes("unavailable") ? new Error(`${what}: ${problem}`) : new RangeError(`${what}: ${problem}`));
   const d = outputTensor(what, opts.into, M, N, out);
   const addon = cuda();
@@ -949,8 +956,9 @@ export function castSelfTestDevice(): { e4m3: { mismatches: number; first: numbe
 
 /**
  * Kernel tuning knobs, for benchmarks that compare variants in one run: "rows_unroll" (2 or 4 tiles in flight per
- * half-warp in the 1x128 kernel, bf16 input; default 4), "rows_blocks_per_sm" (0: the occupancy limit).
+ * half-warp in the 1x128 kernel, bf16 input; default 4), "rows_blocks_per_sm" (0: the occupancy limit),
+ * "both_variant" / "blocks_variant" (1: values held in registers; 2, default: cp.async tile in shared memory).
  */
-export function setKernelKnob(name: "rows_unroll" | "rows_blocks_per_sm", value: number): void {
+export function setKernelKnob(name: "rows_unroll" | "rows_blocks_per_sm" | "both_variant" | "blocks_variant", value: number): void {
   cuda().setKnob(name, value);
 }
