@@ -27,9 +27,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <mutex>
+#include <type_traits>
 
 namespace {
 
@@ -40,8 +42,8 @@ constexpr int kMaxStages = 32;
 // deadlocked pipeline ends the kernel (with wrong output and a hang record) instead of hanging the process.
 // Register split of the two-consumer kernels (setmaxnreg): 128 x P + 256 x C <= 65536.
 #ifndef OCTET_PRODUCER_REGS
-#define OCTET_PRODUCER_REGS "24"
-#define OCTET_CONSUMER_REGS "240"
+#define OCTET_PRODUCER_REGS "40"
+#define OCTET_CONSUMER_REGS "232"
 #endif
 #ifndef OCTET_GEMM_SM90_HANG_NS
 #define OCTET_GEMM_SM90_HANG_NS 2000000000ull
@@ -65,6 +67,7 @@ struct Schedule {
                      // BM x BN outputs); 1 or 2 = a ring of that many 8 KiB boxes per warpgroup (version 3)
   int splits;        // split-K: units = tiles x splits; split s covers k-blocks [s * kb_per_split, ...)
   int kb_per_split;
+  int pingpong;      // two-consumer kernels: 1 = the warpgroups take turns issuing MMAs (version 4), 0 = not
   float* ws;         // splits > 1: fp32 partial sums [splits, M_total, N] (the output of this kernel)
   int offsets[kMaxExpertsPerLaunch + 1];      // row range of each expert in A / D: [offsets[e], offsets[e+1])
   int tile_prefix[kMaxExpertsPerLaunch + 1];  // M-tiles of the experts before e
@@ -172,12 +175,16 @@ __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
 }
 
-// Arrive on the mbarrier at the same offset in CTA `rank` of the cluster.
+// Arrive on the mbarrier at the same offset in CTA `rank` of the cluster. The plain form has the default
+// .release.cta semantics (what CUTLASS's ClusterBarrier::arrive(cta_id) emits): the slot's shared memory was read
+// by wgmma, whose completion the arriving warp has already waited for, so no cluster-scope release is needed to
+// order those reads before the peer's next multicast into the slot. Version 1 used .release.cluster, which
+// compiles to MEMBAR.ALL.GPU per k-block: the multicast kernels ran at 0.55-0.60 of the plain ones (GEMM-NOTES.md).
 __device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_t rank) {
   asm volatile(
       "{\n.reg .b32 remote;\n"
       "mapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
       "r"(rank)
       : "memory");
 }
@@ -198,6 +205,27 @@ __device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.p
 // A barrier among the 128 threads of one consumer warpgroup (ids 1, 2; 0 is __syncthreads).
 __device__ __forceinline__ void wg_barrier(int wg) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory");
+}
+// Ping-pong turns between the two consumer warpgroups: named barriers of 256 threads (the 128 of the warpgroup
+// whose turn it becomes arrive, the 128 that take the turn sync).
+__device__ __forceinline__ void named_bar_sync(int id, int count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+__device__ __forceinline__ void named_bar_arrive(int id, int count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+// One fp32 scale global -> shared through the (non-bulk) async copy unit; the mbarrier arrive below fires once
+// every earlier cp.async of the thread has landed.
+__device__ __forceinline__ void cp_async_f32(uint32_t dst, const float* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_mbar_arrive(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ float ld_shared_f32(uint32_t addr) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(addr) : "memory");
+  return v;
 }
 __device__ __forceinline__ void st_shared_b32(uint32_t addr, uint32_t v) {
   asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
@@ -482,6 +510,30 @@ __device__ __forceinline__ TileCoord locate_unit(const Schedule& sch, int u, int
 
 // ------------------------------------------------------------------------------------------------------------
 // The kernel
+// Shared memory per pipeline stage for the k-block's scales: sa of BM rows, sb of two 128-column blocks, padded
+// to 16 bytes.
+template <int BM>
+struct ScaleStage {
+  static constexpr uint32_t kBytes = (BM + 4) * 4;
+};
+// Named barriers 1 and 2 are the consumer warpgroups' epilogue barriers; 3 and 4 their ping-pong turns.
+constexpr int kTurnBarrier = 3;
+
+// Calls f(std::integral_constant<int, J>) with J == j, for the J a tile of width BN can have: the tile's first
+// column n0 is a multiple of BN, so the column where its 128-column scale block changes, 128 - n0 % 128 (or BN
+// when the tile ends first), is a multiple of gcd(BN, 128); J counts it in groups of 8 columns.
+template <int BN, int J = 0, typename F>
+__device__ __forceinline__ void dispatch_jsplit(int j, F&& f) {
+  constexpr int kStep = (BN & -BN) < 128 ? (BN & -BN) / 8 : 16;  // gcd(BN, 128) / 8
+  constexpr int kJ = J == 0 ? kStep : J;
+  if constexpr (kJ >= BN / 8) {
+    f(std::integral_constant<int, BN / 8>{});
+  } else {
+    if (j == kJ) f(std::integral_constant<int, kJ>{});
+    else dispatch_jsplit<BN, kJ + kStep>(j, f);
+  }
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // kPromoteK: elements of K summed by the tensor cores before each promotion to FP32: 128 (the spec's interval,
 // four wgmma k32 per promotion) or 32 (every wgmma promoted on its own: the "precise" variant, see GEMM-NOTES.md).
@@ -505,6 +557,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
   constexpr uint32_t kBBytes = BN * kBlockK;
   constexpr bool kOneScaleB = (128 % BN) == 0;  // tiles never straddle a 128-column block
   constexpr int kAcc = BN / 2;                  // f32 accumulators per thread for m64 x BN
+  constexpr uint32_t kScaleStageBytes = ScaleStage<BM>::kBytes;
 
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t smem_base = (smem_u32(smem_raw) + 1023u) & ~1023u;
@@ -512,7 +565,9 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
   const uint32_t smem_a = smem_base;
   const uint32_t smem_b = smem_a + stages * kABytes;
   const uint32_t smem_d = smem_b + stages * kBBytes;  // TMA-store staging (sch.epi_bytes), 1024-aligned
-  const uint32_t bar_full = smem_d + sch.epi_bytes;
+  // Per stage the k-block's scales: sa of the tile's BM rows, then sb of the (at most two) 128-column blocks.
+  const uint32_t smem_scale = smem_d + sch.epi_bytes;
+  const uint32_t bar_full = smem_scale + stages * kScaleStageBytes;
   const uint32_t bar_empty = bar_full + stages * 8;
   const int tid = threadIdx.x;
 
@@ -521,7 +576,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     prefetch_tensor_map(&tm_b);
     if (sch.epi_bytes > 0) prefetch_tensor_map(&tm_d);
     for (int s = 0; s < stages; ++s) {
-      mbar_init(bar_full + 8 * s, 1);
+      mbar_init(bar_full + 8 * s, 1 + 32);  // the TMA thread's arrive.expect_tx + the scale warp's 32 lanes
       mbar_init(bar_empty + 8 * s, kMathWG * 4 * kMC);  // every consumer warp of every CTA sharing the slot
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -567,6 +622,41 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
         }
       }
     }
+    if (tid >= kMathThreads + 32 && tid < kMathThreads + 64) {
+      // The scale warp: per k-block, sa of the tile's BM rows (strided in the row-major [M, K/128] layout, so
+      // no TMA box fits them) and sb of the tile's one or two 128-column blocks go into the stage's scale area
+      // by 4-byte cp.async; each lane's arrive fires when its copies have landed. The consumers read them from
+      // shared memory after the full barrier, so no global-load latency sits in their k-block chain.
+      const int lane = tid & 31;
+      int s = 0;
+      uint32_t phase = 0;
+      for (int t = unit0; t < sch.num_tiles; t += unit_step) {
+        const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
+        const int ge = sch.expert_base + tile.expert;
+        const int split = sch.splits > 1 ? t / (sch.num_tiles / sch.splits) : 0;
+        const int kb_begin = split * sch.kb_per_split;
+        const int kb_end = sch.splits > 1 ? min(num_kb, kb_begin + sch.kb_per_split) : num_kb;
+        const int nb_lo = tile.n0 / 128;
+        const int nb_hi = min(nb_lo + 1, sch.num_nb - 1);
+        const float* sa_rows[BM / 32];
+#pragma unroll
+        for (int i = 0; i < BM / 32; ++i)
+          sa_rows[i] = sa + static_cast<size_t>(min(tile.m0 + lane + 32 * i, sch.M_total - 1)) * num_kb;
+        const float* sb_col = sb + (static_cast<size_t>(ge) * sch.num_nb + (lane == 0 ? nb_lo : nb_hi)) * num_kb;
+        for (int kb = kb_begin; kb < kb_end; ++kb) {
+          mbar_wait(bar_empty + 8 * s, phase ^ 1u, 0, s);
+          const uint32_t area = smem_scale + s * kScaleStageBytes;
+#pragma unroll
+          for (int i = 0; i < BM / 32; ++i) cp_async_f32(area + 4u * (lane + 32 * i), sa_rows[i] + kb);
+          if (lane < 2) cp_async_f32(area + 4u * (BM + lane), sb_col + kb);
+          cp_async_mbar_arrive(bar_full + 8 * s);
+          if (++s == stages) {
+            s = 0;
+            phase ^= 1u;
+          }
+        }
+      }
+    }
   } else {
     // ---------------- consumer warpgroups ----------------
     if constexpr (kMathWG > 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 " OCTET_CONSUMER_REGS ";\n" ::: "memory");
@@ -586,18 +676,17 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     int s = 0;
     uint32_t phase = 0;
     int epi_count = 0;  // boxes this warpgroup has stored through the chunked epilogue's ring
+    // Turns: warpgroup 0 goes first; warpgroup 1 hands it the first turn. Both run the same k-blocks, so the
+    // turns pair up: every arrive on a warpgroup's barrier meets exactly one sync of it.
+    const bool pingpong = kMathWG == 2 && kPromoteK == 128 && sch.pingpong != 0 && unit0 < sch.num_tiles;
+    if (pingpong && wg == 1) named_bar_arrive(kTurnBarrier + 0, 256);
     for (int t = unit0; t < sch.num_tiles; t += unit_step) {
       const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
-      const int ge = sch.expert_base + tile.expert;
-      const int r0 = min(tile.m0 + row_in_tile, sch.M_total - 1);
-      const int r1 = min(tile.m0 + row_in_tile + 8, sch.M_total - 1);
-      const float* sa0 = sa + static_cast<size_t>(r0) * num_kb;
-      const float* sa1 = sa + static_cast<size_t>(r1) * num_kb;
+      const bool last_tile = t + unit_step >= sch.num_tiles;
       const int nb_lo = tile.n0 / 128;
-      const int nb_hi = min(nb_lo + 1, sch.num_nb - 1);
-      const float* sb_lo = sb + (static_cast<size_t>(ge) * sch.num_nb + nb_lo) * num_kb;
-      const float* sb_hi = sb + (static_cast<size_t>(ge) * sch.num_nb + nb_hi) * num_kb;
       const int split = (nb_lo + 1) * 128 - tile.n0;  // tile columns [0, split) belong to block nb_lo
+      // Column groups of 8 [0, jsplit) take sb of block nb_lo, the rest nb_hi; a compile-time J below.
+      const int jsplit = min(split, BN) / 8;
       const int ksplit = sch.splits > 1 ? t / (sch.num_tiles / sch.splits) : 0;
       const int kb_begin = ksplit * sch.kb_per_split;
       const int kb_end = sch.splits > 1 ? min(num_kb, kb_begin + sch.kb_per_split) : num_kb;
@@ -605,34 +694,41 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
 #pragma unroll
       for (int i = 0; i < kAcc; ++i) fin[i] = 0.f;
 
-      float a0 = __ldg(sa0 + kb_begin), a1 = __ldg(sa1 + kb_begin), b_lo = __ldg(sb_lo + kb_begin);
-      float b_hi = kOneScaleB ? 0.f : __ldg(sb_hi + kb_begin);
-
       for (int kb = kb_begin; kb < kb_end; ++kb) {
-        // Scales of the next k-block, loaded now so their latency hides behind this block's MMAs.
-        const int kn = min(kb + 1, kb_end - 1);
-        const float na0 = __ldg(sa0 + kn), na1 = __ldg(sa1 + kn), nb_lo_v = __ldg(sb_lo + kn);
-        const float nb_hi_v = kOneScaleB ? 0.f : __ldg(sb_hi + kn);
-
         mbar_wait(bar_full + 8 * s, phase, 1, s);
         const uint64_t da = desc_a0 + ((s * kABytes) >> 4);
         const uint64_t db = desc_b0 + ((s * kBBytes) >> 4);
+        // This k-block's scales, read before the slot is handed back (the scale warp refills it after that).
+        const uint32_t area = smem_scale + s * kScaleStageBytes;
+        const float a0 = ld_shared_f32(area + 4u * row_in_tile), a1 = ld_shared_f32(area + 4u * (row_in_tile + 8));
+        const float b_lo = ld_shared_f32(area + 4u * BM);
+        const float b_hi = kOneScaleB ? 0.f : ld_shared_f32(area + 4u * (BM + 1));
         const float s0_lo = a0 * b_lo, s1_lo = a1 * b_lo;
         const float s0_hi = a0 * b_hi, s1_hi = a1 * b_hi;
-        // Promotion: fin += partial * (sa[row] * sb[block]) in FP32.
-        auto promote = [&]() {
+        // Promotion: fin += partial * (sa[row] * sb[block]) in FP32. Column groups j < J take block nb_lo's
+        // scale: J is a compile-time constant (dispatched once per k-block on the tile's jsplit), so the loop
+        // is bare FFMAs, without a select and a predicate per column group.
+        auto promote_j = [&](auto jc) {
+          constexpr int J = decltype(jc)::value;
 #pragma unroll
           for (int j = 0; j < kAcc / 4; ++j) {
-            const bool lo = kOneScaleB || 8 * j < split;
-            const float c0 = lo ? s0_lo : s0_hi;
-            const float c1 = lo ? s1_lo : s1_hi;
+            const float c0 = j < J ? s0_lo : s0_hi;
+            const float c1 = j < J ? s1_lo : s1_hi;
             fin[4 * j + 0] = fmaf(acc[4 * j + 0], c0, fin[4 * j + 0]);
             fin[4 * j + 1] = fmaf(acc[4 * j + 1], c0, fin[4 * j + 1]);
             fin[4 * j + 2] = fmaf(acc[4 * j + 2], c1, fin[4 * j + 2]);
             fin[4 * j + 3] = fmaf(acc[4 * j + 3], c1, fin[4 * j + 3]);
           }
         };
+        auto promote = [&]() {
+          if constexpr (kOneScaleB) promote_j(std::integral_constant<int, kAcc / 4>{});
+          else dispatch_jsplit<BN>(jsplit, promote_j);
+        };
         if constexpr (kPromoteK == 128) {
+          // Ping-pong (two consumer warpgroups): a warpgroup issues its k-block's MMAs only after the other has
+          // issued its own, so the tensor cores run one warpgroup's MMAs while the other promotes, instead of
+          // both issuing together, finishing together and promoting together with the tensor cores idle.
+          if (pingpong) named_bar_sync(kTurnBarrier + wg, 256);
 #pragma unroll
           for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
           wgmma_fence();
@@ -641,6 +737,8 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
           Wgmma<BN>::template run<1>(acc, da + 4, db + 4);
           Wgmma<BN>::template run<1>(acc, da + 6, db + 6);
           wgmma_commit();
+          // The other warpgroup's turn, unless this was its last k-block (every turn handed over is taken).
+          if (pingpong && !(wg == 1 && last_tile && kb + 1 == kb_end)) named_bar_arrive(kTurnBarrier + (wg ^ 1), 256);
 #pragma unroll
           for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
           wgmma_wait_all();
@@ -668,10 +766,6 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
           s = 0;
           phase ^= 1u;
         }
-        a0 = na0;
-        a1 = na1;
-        b_lo = nb_lo_v;
-        b_hi = nb_hi_v;
       }
 
       // Epilogue, TMA path: registers -> this warpgroup's staging buffer (64 rows x BN, in boxes of 64 rows x 128
@@ -1045,14 +1139,16 @@ struct Plan {
   double est_us = 0.0;
 };
 
+// Per stage: the A and B tiles, the k-block's scales (ScaleStage) and two mbarriers.
+int stage_bytes_for(int bm, int bn) { return (bm + bn) * kBlockK + (bm + 4) * 4 + 16; }
+
 int stages_for(int bm, int bn, int smem_optin, int epi_bytes = 0) {
-  const int stage_bytes = (bm + bn) * kBlockK;
   const int avail = smem_optin - 1024 /* alignment slack */ - epi_bytes;
-  return std::min(kMaxStages, avail / (stage_bytes + 16 /* two mbarriers */));
+  return std::min(kMaxStages, avail / stage_bytes_for(bm, bn));
 }
 
 size_t smem_bytes_for(int bm, int bn, int stages, int epi_bytes = 0) {
-  return 1024 + static_cast<size_t>(epi_bytes) + static_cast<size_t>(stages) * ((bm + bn) * kBlockK + 16);
+  return 1024 + static_cast<size_t>(epi_bytes) + static_cast<size_t>(stages) * stage_bytes_for(bm, bn);
 }
 
 // A coarse time model (H100 SXM): per-SM tensor rate 4096 e4m3 FMA/clk at ~1.755 GHz scaled by an efficiency
@@ -1165,21 +1261,19 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo
     // tile (version 2), a ring of 2 or of 1 box slot per warpgroup (version 3: 16-32 KiB of shared memory, so
     // the big tiles keep their stages); epi 0: direct stores. TMA variants are tried first, so they win ties
     // (DRAM-bound shapes, where the model cannot tell the epilogues apart).
-    // One TMA staging per kernel, not chosen by the model (its L2 and chain terms hide the stage count at
-    // M = 4096): the whole tile unless that costs a pipeline stage on long K (> 16 k-blocks), where run 2 lost
-    // 4-10 % going from 5 stages to 4; then the ring with the most stages (two slots before one on a tie).
-    // Short K keeps version 2's staging (measured: it beat version 1 there; the ring's per-box serialization
-    // would cost ~0.75 us a tile).
+    // One TMA staging per kernel, not chosen by the model (its L2 and chain terms cannot see the stage count):
+    // the whole tile, unless that leaves fewer than 2 stages; then the ring with the most stages (two slots
+    // before one on a tie). Version 3 preferred the ring on long K to keep 128 x 192 at 5 stages; since version
+    // 4 (scales in shared memory) the whole tile with 4 stages is faster there too (bf16: 1139 vs 1067-1081
+    // TFLOP/s on 4096x7168x16384, 1038 vs 941-965 on 4096x2112x7168; fp32 output with 3 stages: 1128 vs 1054):
+    // the ring's per-box wait for the previous store's read of its slot costs more than the fifth stage gains.
     int tma_variant = 3;
     {
       const int st_full = stages_for(bm, bn, dev.smem_optin, bm * bn * out_bytes);
       const int st_r2 = stages_for(bm, bn, dev.smem_optin, (bm / 64) * 2 * 8192);
       const int st_r1 = stages_for(bm, bn, dev.smem_optin, (bm / 64) * 1 * 8192);
-      const int st_ring = std::max(st_r2, st_r1);
       const int ring = st_r2 >= st_r1 ? 2 : 1;
-      if (ov.epilogue == 4) tma_variant = ring;
-      else if (ov.epilogue != 3 && (st_full < 2 || (num_kb > 16 && st_ring > st_full && st_full < kMaxStages)))
-        tma_variant = ring;
+      if (ov.epilogue == 4 || (ov.epilogue != 3 && st_full < 2)) tma_variant = ring;
     }
     for (int epi = 3; epi >= 0; --epi) {
       const bool box_ok = tma_ok && (bn * out_bytes) % 128 == 0;
@@ -1373,6 +1467,12 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     sch.stages = plan.stages;
     sch.out_bf16 = out_dtype == 1;
     sch.vec_store = (plan.splits > 1 ? (N % 2 == 0) : vec) ? 1 : 0;  // the workspace is cudaMalloc-aligned
+    // Diagnostics only: OCTET_GEMM_SM90_PINGPONG=0 lets both consumer warpgroups issue MMAs at will (version 3).
+    static const bool no_pingpong = [] {
+      const char* v = std::getenv("OCTET_GEMM_SM90_PINGPONG");
+      return v != nullptr && v[0] == '0';
+    }();
+    sch.pingpong = no_pingpong ? 0 : 1;
 
     CUtensorMap tm_a, tm_b;
     rc = encode_operand_map(&tm_a, A, static_cast<uint64_t>(M_total), static_cast<uint64_t>(K), ker.bm);
