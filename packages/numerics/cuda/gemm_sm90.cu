@@ -485,21 +485,9 @@ __device__ __forceinline__ TileCoord locate_tile(const Schedule& sch, int t, int
 // kMC = 2 (dense only): the two CTAs of a cluster take M-tiles 2p and 2p+1 of the same N-tile, in lockstep over
 // "units" u = cluster, cluster + clusters, ...; a CTA whose M-tile falls past the end recomputes the last M-tile
 // and stores nothing (it must still load its half of B and release its slots for its peer).
-// kShareA (dense only): the kMC CTAs of a cluster take N-tiles kMC q .. kMC q + kMC - 1 of the same M-tile (M-tiles
-// fastest), each loading 1/kMC of the A tile for all of them; a CTA whose N-tile falls past the end recomputes the
-// last N-tile and stores nothing (it still loads its share of A and releases its slots for the others).
-template <int BM, int kMC, bool kShareA>
+template <int BM, int kMC>
 __device__ __forceinline__ TileCoord locate_unit(const Schedule& sch, int u, int bn, uint32_t rank) {
-  if constexpr (kMC > 1 && kShareA) {
-    const int mt = u % sch.num_m_tiles;
-    const int nt = (u / sch.num_m_tiles) * kMC + static_cast<int>(rank);
-    TileCoord c;
-    c.expert = 0;
-    c.m0 = sch.offsets[0] + mt * BM;
-    c.m_end = nt < sch.num_n_tiles ? sch.offsets[1] : 0;  // nothing is stored for a tile past the end
-    c.n0 = min(nt, sch.num_n_tiles - 1) * bn;
-    return c;
-  } else if constexpr (kMC == 1) {
+  if constexpr (kMC == 1) {
     return locate_tile<BM>(sch, sch.splits > 1 ? u % (sch.num_tiles / sch.splits) : u, bn);
   } else {
     const int pairs_m = (sch.num_m_tiles + 1) >> 1;
@@ -549,11 +537,9 @@ __device__ __forceinline__ void dispatch_jsplit(int j, F&& f) {
 // ------------------------------------------------------------------------------------------------------------
 // kPromoteK: elements of K summed by the tensor cores before each promotion to FP32: 128 (the spec's interval,
 // four wgmma k32 per promotion) or 32 (every wgmma promoted on its own: the "precise" variant, see GEMM-NOTES.md).
-// kShareA: with kMC > 1, the cluster's CTAs share the A tile (each loads 1/kMC of its rows for all; pairs or quads
-// of N-tiles, for small M where every CTA would otherwise re-read the same A rows from L2) instead of B.
 // kMC: CTAs per cluster sharing each B tile through TMA multicast (1 = no cluster; 2 = each CTA loads half of
 // the B tile for both, dense GEMMs only).
-template <int BM, int BN, int kPromoteK, int kMC, bool kShareA>
+template <int BM, int BN, int kPromoteK, int kMC>
 __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     fp8_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
                          const __grid_constant__ CUtensorMap tm_d, const float* __restrict__ sa,
@@ -561,8 +547,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(BM == 64 || BM == 128, "BM is 64 (one consumer warpgroup) or 128 (two)");
   static_assert(kPromoteK == 128 || kPromoteK == 32, "promotion every 128 or every 32 of K");
-  static_assert(kMC == 1 || (!kShareA && kMC == 2 && BN % 16 == 0) || (kShareA && (kMC == 2 || kMC == 4)),
-                "multicast parts of B must stay 1024-byte aligned (halves of BN % 16 == 0 rows); A: halves or quarters");
+  static_assert(kMC == 1 || (kMC == 2 && BN % 16 == 0), "multicast halves of B must stay 1024-byte aligned");
   static_assert(BN % 16 == 0 && BN >= 16 && BN <= 192, "BN: a multiple of 16 up to 192");
   // A tile's columns [n0, n0 + BN) must touch at most two 128-column scale blocks of B.
   static_assert(BN <= 128 || (128 - (BN & -BN)) + BN <= 256, "a tile could span three sb blocks");
@@ -613,7 +598,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       int s = 0;
       uint32_t phase = 0;
       for (int t = unit0; t < sch.num_tiles; t += unit_step) {
-        const TileCoord tile = locate_unit<BM, kMC, kShareA>(sch, t, BN, rank);
+        const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
         const int b_row = (sch.expert_base + tile.expert) * sch.N + tile.n0;
         const int split = sch.splits > 1 ? t / (sch.num_tiles / sch.splits) : 0;
         const int kb_begin = split * sch.kb_per_split;
@@ -622,15 +607,8 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
           mbar_wait(bar_empty + 8 * s, phase ^ 1u, 0, s);
           const uint32_t full = bar_full + 8 * s;
           mbar_arrive_expect_tx(full, kABytes + kBBytes);  // with kMC = 2 half of B comes from the peer's load
-          if constexpr (kMC > 1 && kShareA) {
-            constexpr uint32_t kPart = kABytes / kMC;
-            tma_load_2d_multicast(smem_a + s * kABytes + rank * kPart, &tm_a, kb * kBlockK,
-                                  tile.m0 + static_cast<int>(rank) * (BM / kMC), full,
-                                  static_cast<uint16_t>((1u << kMC) - 1u));
-          } else {
-            tma_load_2d(smem_a + s * kABytes, &tm_a, kb * kBlockK, tile.m0, full);
-          }
-          if constexpr (kMC == 1 || kShareA) {
+          tma_load_2d(smem_a + s * kABytes, &tm_a, kb * kBlockK, tile.m0, full);
+          if constexpr (kMC == 1) {
             tma_load_2d(smem_b + s * kBBytes, &tm_b, kb * kBlockK, b_row, full);
           } else {
             constexpr uint32_t kHalf = kBBytes / 2;
@@ -653,7 +631,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       int s = 0;
       uint32_t phase = 0;
       for (int t = unit0; t < sch.num_tiles; t += unit_step) {
-        const TileCoord tile = locate_unit<BM, kMC, kShareA>(sch, t, BN, rank);
+        const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
         const int ge = sch.expert_base + tile.expert;
         const int split = sch.splits > 1 ? t / (sch.num_tiles / sch.splits) : 0;
         const int kb_begin = split * sch.kb_per_split;
@@ -689,15 +667,6 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     const int col_in_tile = (lane & 3) * 2;                            // and + 1, + 8 j
     const uint64_t desc_a0 = make_smem_desc(smem_a + wg * 64 * kBlockK);
     const uint64_t desc_b0 = make_smem_desc(smem_b);
-    // A slot is free once every consumer warp of every CTA that reads it (the cluster's, with multicast) is done:
-    // one lane per CTA arrives on that CTA's empty barrier.
-    auto release_slot = [&](uint32_t bar, int lane_id) {
-      if constexpr (kMC == 1) {
-        if (lane_id == 0) mbar_arrive(bar);
-      } else {
-        if (lane_id < kMC) mbar_arrive_cluster(bar, static_cast<uint32_t>(lane_id));
-      }
-    };
 
     float acc[kAcc];
     float fin[kAcc];
@@ -712,7 +681,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     const bool pingpong = kMathWG == 2 && kPromoteK == 128 && sch.pingpong != 0 && unit0 < sch.num_tiles;
     if (pingpong && wg == 1) named_bar_arrive(kTurnBarrier + 0, 256);
     for (int t = unit0; t < sch.num_tiles; t += unit_step) {
-      const TileCoord tile = locate_unit<BM, kMC, kShareA>(sch, t, BN, rank);
+      const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
       const bool last_tile = t + unit_step >= sch.num_tiles;
       const int nb_lo = tile.n0 / 128;
       const int split = (nb_lo + 1) * 128 - tile.n0;  // tile columns [0, split) belong to block nb_lo
@@ -774,7 +743,8 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
           for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
           wgmma_wait_all();
           // The slot's shared memory has been read by the tensor cores: hand it back to the producer.
-          release_slot(bar_empty + 8 * s, lane);
+          if (lane == 0) mbar_arrive(bar_empty + 8 * s);
+          if (kMC > 1 && lane == 1) mbar_arrive_cluster(bar_empty + 8 * s, rank ^ 1u);
           promote();
         } else {
 #pragma unroll
@@ -787,7 +757,8 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
 #pragma unroll
             for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
             wgmma_wait_all();
-            if (k == 3) release_slot(bar_empty + 8 * s, lane);
+            if (k == 3 && lane == 0) mbar_arrive(bar_empty + 8 * s);
+            if (kMC > 1 && k == 3 && lane == 1) mbar_arrive_cluster(bar_empty + 8 * s, rank ^ 1u);
             promote();
           }
         }
@@ -1042,14 +1013,12 @@ using KernelFn = void (*)(CUtensorMap, CUtensorMap, CUtensorMap, const float*, c
 
 struct KernelEntry {
   int bm, bn, promote_k, mc;
-  bool share_a;  // with mc > 1: the cluster shares A (N-tiles in groups of mc) instead of B (M-tile pairs)
   KernelFn fn;
 };
 
-#define OCTET_SM90_KERNEL(bm, bn) {bm, bn, 128, 1, false, &fp8_gemm_sm90_kernel<bm, bn, 128, 1, false>}
-#define OCTET_SM90_PRECISE(bm, bn) {bm, bn, 32, 1, false, &fp8_gemm_sm90_kernel<bm, bn, 32, 1, false>}
-#define OCTET_SM90_MULTICAST(bm, bn) {bm, bn, 128, 2, false, &fp8_gemm_sm90_kernel<bm, bn, 128, 2, false>}
-#define OCTET_SM90_SHARE_A(bm, bn, mc) {bm, bn, 128, mc, true, &fp8_gemm_sm90_kernel<bm, bn, 128, mc, true>}
+#define OCTET_SM90_KERNEL(bm, bn) {bm, bn, 128, 1, &fp8_gemm_sm90_kernel<bm, bn, 128, 1>}
+#define OCTET_SM90_PRECISE(bm, bn) {bm, bn, 32, 1, &fp8_gemm_sm90_kernel<bm, bn, 32, 1>}
+#define OCTET_SM90_MULTICAST(bm, bn) {bm, bn, 128, 2, &fp8_gemm_sm90_kernel<bm, bn, 128, 2>}
 const KernelEntry kKernels[] = {
     OCTET_SM90_KERNEL(64, 16),   OCTET_SM90_KERNEL(64, 32),   OCTET_SM90_KERNEL(64, 48),
     OCTET_SM90_KERNEL(64, 64),   OCTET_SM90_KERNEL(64, 96),   OCTET_SM90_KERNEL(64, 112),
@@ -1063,17 +1032,10 @@ const KernelEntry kKernels[] = {
     // 2-CTA clusters sharing B by TMA multicast, dense only: chosen only through octet_fp8_gemm_sm90_debug_force(4, ...)
     OCTET_SM90_MULTICAST(128, 128), OCTET_SM90_MULTICAST(128, 144), OCTET_SM90_MULTICAST(128, 160),
     OCTET_SM90_MULTICAST(128, 192),
-    // clusters of 2 or 4 CTAs sharing A (N-tiles in groups), dense only, for small M: chosen only through
-    // octet_fp8_gemm_sm90_debug_force(5 (pairs) or 6 (quads), ...)
-    OCTET_SM90_SHARE_A(64, 16, 2), OCTET_SM90_SHARE_A(64, 32, 2), OCTET_SM90_SHARE_A(64, 64, 2),
-    OCTET_SM90_SHARE_A(64, 128, 2), OCTET_SM90_SHARE_A(128, 64, 2), OCTET_SM90_SHARE_A(128, 128, 2),
-    OCTET_SM90_SHARE_A(64, 16, 4), OCTET_SM90_SHARE_A(64, 32, 4), OCTET_SM90_SHARE_A(64, 64, 4),
-    OCTET_SM90_SHARE_A(64, 128, 4), OCTET_SM90_SHARE_A(128, 64, 4), OCTET_SM90_SHARE_A(128, 128, 4),
 };
 #undef OCTET_SM90_KERNEL
 #undef OCTET_SM90_PRECISE
 #undef OCTET_SM90_MULTICAST
-#undef OCTET_SM90_SHARE_A
 constexpr int kNumKernels = static_cast<int>(sizeof(kKernels) / sizeof(kKernels[0]));
 
 struct DeviceInfo {
@@ -1092,9 +1054,8 @@ bool g_device_probed[kMaxDevices];
 // Debugging hooks (see octet_fp8_gemm_sm90_debug_force below): 0 = automatic choice.
 struct Override {
   int path;  // 0 automatic, 1 WGMMA kernel bm x bn, 2 the simple SIMT kernel, 3 the precise (promote every 32)
-             // WGMMA kernels, 4 the 2-CTA multicast WGMMA kernels sharing B, 5 / 6 the 2- / 4-CTA multicast
-             // kernels sharing A (4-6: dense only; grouped calls keep path 0); for 3-6, bm = 0 picks
-             // automatically among that family
+             // WGMMA kernels, 4 the 2-CTA multicast WGMMA kernels (dense only; grouped calls keep path 0);
+             // for 3 and 4, bm = 0 picks automatically among that family
   int bm, bn, stages, group_n;
   int epilogue;  // 0 automatic, 1 direct stores (version 1), 2 TMA store where possible (staging chosen by the
                  // planner), 3 TMA store with the whole tile staged (version 2), 4 TMA store through the ring
@@ -1201,8 +1162,7 @@ size_t smem_bytes_for(int bm, int bn, int stages, int epi_bytes = 0) {
 // ~1/8 of that (registers -> shared memory; the store drains behind the next tile), fewer than 4 stages
 // cost 10 % each, and split-K adds its workspace traffic and a second launch.
 double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int K, int out_bytes, int ctas,
-                   int* tiles_out, bool tma_epi = false, int stages = 8, int splits = 1, int epi_slots = 0,
-                   bool share_a = false) {
+                   int* tiles_out, bool tma_epi = false, int stages = 8, int splits = 1, int epi_slots = 0) {
   long long m_tiles = 0, rows = 0, experts = 0;
   for (int e = 0; e < E; ++e) {
     if (counts[e] <= 0) continue;
@@ -1210,12 +1170,8 @@ double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int 
     rows += counts[e];
     ++experts;
   }
-  if (mc > 1 && !share_a) m_tiles = (m_tiles + mc - 1) / mc * mc;
-  long long n_tiles = ceil_div(N, bn);
-  if (mc > 1 && share_a) n_tiles = (n_tiles + mc - 1) / mc * mc;
-  // Operand rows each CTA pulls from L2 per k-block (the shared operand counts 1/mc).
-  const double a_rows = share_a ? static_cast<double>(bm) / mc : bm;
-  const double b_rows = share_a ? static_cast<double>(bn) : static_cast<double>(bn) / mc;
+  if (mc > 1) m_tiles = (m_tiles + mc - 1) / mc * mc;
+  const long long n_tiles = ceil_div(N, bn);
   const long long tiles = m_tiles * n_tiles;
   *tiles_out = static_cast<int>(std::min<long long>(tiles, 1ll << 30));
   if (tiles == 0) return 0.0;
@@ -1229,7 +1185,7 @@ double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int 
   const double eff = (bm == 128 ? 0.92 : 0.62) * bn / (bn + 24.0) *
                      (stages >= full_stages ? 1.0 : std::max(0.5, 1.0 - 0.1 * (full_stages - stages)));
   const double compute_ns = static_cast<double>(bm) * bn * Ku / (7188.0 * eff);
-  const double load_ns = (a_rows + b_rows) * Ku / 120.0;
+  const double load_ns = (bm + static_cast<double>(bn) / mc) * Ku / 120.0;
   const double chain_ns = (Ku / kBlockK) * (400.0 + bn);
   const int epi_bytes = splits > 1 ? 4 : out_bytes;
   double epi_ns = static_cast<double>(bm) * bn * epi_bytes / 8.0 / (tma_epi ? 8.0 : 1.0);
@@ -1237,7 +1193,7 @@ double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int 
   // (~250 ns a box with one slot, ~60 ns with two).
   if (tma_epi && epi_slots > 0) epi_ns += (bn * out_bytes / 128) * (epi_slots == 1 ? 250.0 : 60.0);
   const double tile_ns = std::max(std::max(compute_ns, load_ns), chain_ns) + epi_ns;
-  const double l2_ns = static_cast<double>(tiles) * (a_rows + b_rows) * K / 9000.0;
+  const double l2_ns = static_cast<double>(tiles) * (bm + static_cast<double>(bn) / mc) * K / 9000.0;
   double dram_ns = (static_cast<double>(rows) * K + static_cast<double>(experts) * N * K +
                     static_cast<double>(rows) * N * out_bytes) / 2800.0;
   double extra_ns = 0.0;
@@ -1249,24 +1205,10 @@ double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int 
   return (std::max(std::max(waves * tile_ns, l2_ns), dram_ns) + extra_ns + 2000.0) / 1000.0;
 }
 
-int find_kernel(int bm, int bn, int promote_k, int mc, bool share_a = false) {
+int find_kernel(int bm, int bn, int promote_k, int mc) {
   for (int i = 0; i < kNumKernels; ++i)
-    if (kKernels[i].bm == bm && kKernels[i].bn == bn && kKernels[i].promote_k == promote_k && kKernels[i].mc == mc &&
-        kKernels[i].share_a == share_a)
-      return i;
+    if (kKernels[i].bm == bm && kKernels[i].bn == bn && kKernels[i].promote_k == promote_k && kKernels[i].mc == mc) return i;
   return -1;
-}
-
-// The kernel family an override path names: {cluster size, shares A}.
-void family_of(int path, int E, int* mc, bool* share_a) {
-  *mc = 1;
-  *share_a = false;
-  if (E != 1) return;  // multicast kernels are dense only
-  if (path == 4) *mc = 2;
-  if (path == 5 || path == 6) {
-    *mc = path == 5 ? 2 : 4;
-    *share_a = true;
-  }
 }
 
 // Clusters of kernel i that can be resident at once (multicast kernels), asked once per device.
@@ -1302,18 +1244,16 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo
                bool tma_ok = false) {
   Plan best;
   const int promote_k = ov.path == 3 ? 32 : 128;
-  int mc = 1;
-  bool share_a = false;
-  family_of(ov.path, E, &mc, &share_a);
-  const bool forced = (ov.path == 1 || (ov.path >= 3 && ov.bm > 0)) && !(ov.path >= 4 && mc == 1);
+  const int mc = (ov.path == 4 && E == 1) ? 2 : 1;
+  const bool forced = (ov.path == 1 || ((ov.path == 3 || ov.path == 4) && ov.bm > 0)) && !(ov.path == 4 && mc == 1);
   if (forced) {
-    best.kernel = find_kernel(ov.bm, ov.bn, promote_k, mc, share_a);
+    best.kernel = find_kernel(ov.bm, ov.bn, promote_k, mc);
     if (best.kernel < 0) return best;
   }
   const int chosen = best.kernel;
   best.kernel = -1;
   for (int i = 0; i < kNumKernels; ++i) {
-    if (kKernels[i].promote_k != promote_k || kKernels[i].mc != mc || kKernels[i].share_a != share_a) continue;
+    if (kKernels[i].promote_k != promote_k || kKernels[i].mc != mc) continue;
     if (forced && i != chosen) continue;
     const int bm = kKernels[i].bm, bn = kKernels[i].bn;
     const int num_kb = K / kBlockK;
@@ -1352,21 +1292,21 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo
         if (clusters <= 0) continue;
         ctas = clusters * mc;
       }
-      // Run 2: sk6 lost to no split (64x2112x7168: 84 vs 90 TFLOP/s); sk2-sk4 won on 64x7168x16384 (+11 %),
-      // 100x4096x7168 (+15 %), 64x4096x7168 (+4 %): automatic plans split at most 4 ways.
-      const int split_options[] = {1, 2, 3, 4};
+      // Split-K only when forced (octet_fp8_gemm_sm90_debug_options). Run 2 (version 2's kernel) found sk2-sk4
+      // ahead on three small-M shapes; with version 4's shorter k-block chain the unsplit plans win or tie on
+      // all but one of the twelve M = 64/128 shapes (sk vs unsplit, TFLOP/s: 128x7168x16384 459 vs 549,
+      // 128x4096x7168 248 vs 314, 64x4096x7168 141 vs 157, 64/128x2112x7168 ties; 64x7168x16384 250 vs 215),
+      // and the model cannot tell that one apart (GEMM-NOTES.md, version 4).
+      const int split_options[] = {1};
       for (int requested : split_options) {
-        if (ov.splitk > 1) requested = requested == 1 ? ov.splitk : 0;  // forced: that one only
-        if (requested == 0) continue;
-        if (requested > 1 && (E != 1 || mc != 1 || epi != 0 || ov.splitk == 1 || num_kb < requested)) continue;
+        if (ov.splitk > 1) requested = ov.splitk;  // forced: that one only
+        if (requested > 1 && (E != 1 || mc != 1 || epi != 0 || num_kb < requested)) continue;
         const int kps = ceil_div(num_kb, requested);
         const int splits = ceil_div(num_kb, kps);  // every split non-empty
         if (requested > 1 && splits < 2) continue;
         int tiles = 0;
         const double t =
-            estimate_us(bm, bn, mc, counts, E, N, K, out_bytes, ctas, &tiles, epi != 0, stages, splits, epi_slots,
-                        share_a);
-        if (splits > 1 && ov.splitk == 0 && static_cast<long long>(tiles) >= ctas) continue;  // already a full wave
+            estimate_us(bm, bn, mc, counts, E, N, K, out_bytes, ctas, &tiles, epi != 0, stages, splits, epi_slots);
         const bool better =
             best.kernel < 0 || t < best.est_us * 0.995 ||
             (t <= best.est_us * 1.005 && (bm > kKernels[best.kernel].bm ||
@@ -1518,10 +1458,7 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     sch.tile_prefix[ne] = prefix;
     sch.num_m_tiles = prefix;
     // Work units: tiles, or with multicast pairs of M-tiles (the odd one out pairs with a store-nothing twin).
-    // (With A shared: N-tiles in groups of mc, a group's missing ones taken by store-nothing twins.)
-    sch.num_tiles = ker.mc > 1 && ker.share_a ? prefix * ceil_div(sch.num_n_tiles, ker.mc)
-                    : ker.mc > 1              ? (prefix + 1) / 2 * sch.num_n_tiles
-                                              : prefix * sch.num_n_tiles * plan.splits;
+    sch.num_tiles = (ker.mc > 1 ? (prefix + 1) / 2 : prefix) * sch.num_n_tiles * plan.splits;
     sch.splits = plan.splits;
     sch.kb_per_split = ceil_div(K / kBlockK, plan.splits);
     sch.ws = plan.splits > 1 ? static_cast<float*>(workspace) : nullptr;
@@ -1539,12 +1476,11 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     sch.pingpong = no_pingpong ? 0 : 1;
 
     CUtensorMap tm_a, tm_b;
-    rc = encode_operand_map(&tm_a, A, static_cast<uint64_t>(M_total), static_cast<uint64_t>(K),
-                            ker.share_a ? ker.bm / ker.mc : ker.bm);
+    rc = encode_operand_map(&tm_a, A, static_cast<uint64_t>(M_total), static_cast<uint64_t>(K), ker.bm);
     if (rc != OCTET_GEMM_OK) return rc;
     // B of all experts as one [E_all * N, K] tensor; this launch's experts start at row e0 * N.
     const uint64_t b_rows = static_cast<uint64_t>(e0 + ne) * static_cast<uint64_t>(N);
-    rc = encode_operand_map(&tm_b, B, b_rows, static_cast<uint64_t>(K), ker.share_a ? ker.bn : ker.bn / ker.mc);
+    rc = encode_operand_map(&tm_b, B, b_rows, static_cast<uint64_t>(K), ker.bn / ker.mc);
     if (rc != OCTET_GEMM_OK) return rc;
     CUtensorMap tm_d;
     std::memset(&tm_d, 0, sizeof(tm_d));
@@ -1590,8 +1526,7 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
       if (cudaGetLastError() != cudaSuccess) return OCTET_GEMM_ERR_CUDA;
     }
     std::snprintf(g_last_config, sizeof(g_last_config), "wgmma %dx%d%s%s st%d grid%d units%d band%d%s%s est%.0fus",
-                  ker.bm, ker.bn, ker.promote_k == 32 ? "p32" : "",
-                  ker.mc > 1 ? (ker.share_a ? (ker.mc == 4 ? "mcA4" : "mcA2") : "mc2") : "", plan.stages, plan.grid,
+                  ker.bm, ker.bn, ker.promote_k == 32 ? "p32" : "", ker.mc > 1 ? "mc2" : "", plan.stages, plan.grid,
                   sch.num_tiles, sch.group_n, plan.epi_bytes <= 0 ? "" : plan.epi_slots == 0 ? " tma" : plan.epi_slots == 1 ? " tmaR1" : " tmaR2",
                   plan.splits > 1 ? (" sk" + std::to_string(plan.splits)).c_str() : "", plan.est_us);
   }
@@ -1692,11 +1627,9 @@ extern "C" const char* octet_gemm_sm90_error(int code) {
 // bm = 0 the automatic choice within the family. Returns 0, or OCTET_GEMM_ERR_BAD_SHAPE when no such kernel is
 // compiled.
 extern "C" int octet_fp8_gemm_sm90_debug_force(int path, int bm, int bn, int stages, int group_n) {
-  if (path < 0 || path > 6) return OCTET_GEMM_ERR_BAD_SHAPE;
-  int mc = 1;
-  bool share_a = false;
-  family_of(path, 1, &mc, &share_a);
-  if ((path == 1 || (path >= 3 && bm > 0)) && find_kernel(bm, bn, path == 3 ? 32 : 128, mc, share_a) < 0)
+  if (path < 0 || path > 4) return OCTET_GEMM_ERR_BAD_SHAPE;
+  if ((path == 1 || ((path == 3 || path == 4) && bm > 0)) &&
+      find_kernel(bm, bn, path == 3 ? 32 : 128, path == 4 ? 2 : 1) < 0)
     return OCTET_GEMM_ERR_BAD_SHAPE;
   std::lock_guard<std::mutex> lock(g_mutex);
   g_override = Override{path, bm, bn, stages, group_n, g_override.epilogue, g_override.splitk};
@@ -1718,16 +1651,14 @@ extern "C" const char* octet_fp8_gemm_sm90_debug_last_config(void) { return g_la
 
 // Tile shapes compiled in, as "64x16 64x32 ...".
 extern "C" const char* octet_fp8_gemm_sm90_debug_kernels(void) {
-  static char buf[1024];
+  static char buf[512];
   static std::once_flag once;
   std::call_once(once, [] {
     size_t used = 0;
     for (int i = 0; i < kNumKernels && used + 16 < sizeof(buf); ++i)
       used += std::snprintf(buf + used, sizeof(buf) - used, "%s%s%dx%d", i ? " " : "",
-                            kKernels[i].promote_k == 32 ? "p"
-                            : kKernels[i].mc > 1        ? (kKernels[i].share_a ? (kKernels[i].mc == 4 ? "mcA4_" : "mcA2_") : "mc")
-                                                        : "",
-                            kKernels[i].bm, kKernels[i].bn);
+                            kKernels[i].promote_k == 32 ? "p" : (kKernels[i].mc > 1 ? "mc" : ""), kKernels[i].bm,
+                            kKernels[i].bn);
   });
   return buf;
 }

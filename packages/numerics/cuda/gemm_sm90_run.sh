@@ -48,10 +48,10 @@ fi
 # 168 registers and move to 24 (producer) / 240 (consumers) with setmaxnreg.
 if [[ -f "$build/ptxas.log" ]]; then
   awk '
-    function kname(s,  a) { split(s, a, /[^0-9]+/); return (s ~ /ELb1E/ ? "mcA" a[5] "_" : "") a[2] "x" a[3] (a[4] == "32" ? "p32" : "") (a[5] != "1" && s !~ /ELb1E/ ? "mc" a[5] : "") }
+    function kname(s,  a) { split(s, a, /[^0-9]+/); return a[2] "x" a[3] (a[4] == "32" ? "p32" : "") (a[5] == "2" ? "mc2" : "") }
     /Compiling entry function/ {
       name = $0
-      if (match(name, /kernelILi[0-9]+ELi[0-9]+ELi[0-9]+ELi[0-9]+ELb[01]E/)) { name = kname(substr(name, RSTART, RLENGTH)) }
+      if (match(name, /kernelILi[0-9]+ELi[0-9]+ELi[0-9]+ELi[0-9]+E/)) { name = kname(substr(name, RSTART, RLENGTH)) }
       else if (name ~ /simt/) name = "simt(lib)"; else if (name ~ /reference/) name = "reference"; else name = "other"
     }
     /bytes stack frame/ { spill = $5 + $9 }
@@ -63,8 +63,8 @@ fi
 # SASS: the FP8 tensor-core instructions (QGMMA) and local-memory traffic (LDL/STL) per kernel, where cuobjdump exists.
 if command -v cuobjdump > /dev/null 2>&1; then
   cuobjdump -sass "$build/gemm_test" 2> /dev/null | awk '
-    function kname(s,  a) { split(s, a, /[^0-9]+/); return (s ~ /ELb1E/ ? "mcA" a[5] "_" : "") a[2] "x" a[3] (a[4] == "32" ? "p32" : "") (a[5] != "1" && s !~ /ELb1E/ ? "mc" a[5] : "") }
-    /Function :/ { f = $3; if (match(f, /kernelILi[0-9]+ELi[0-9]+ELi[0-9]+ELi[0-9]+ELb[01]E/)) { f = kname(substr(f, RSTART, RLENGTH)) } else if (f ~ /simt/) f = "simt(lib)"; else if (f ~ /reference/) f = "reference"; order[++n] = f }
+    function kname(s,  a) { split(s, a, /[^0-9]+/); return a[2] "x" a[3] (a[4] == "32" ? "p32" : "") (a[5] == "2" ? "mc2" : "") }
+    /Function :/ { f = $3; if (match(f, /kernelILi[0-9]+ELi[0-9]+ELi[0-9]+ELi[0-9]+E/)) { f = kname(substr(f, RSTART, RLENGTH)) } else if (f ~ /simt/) f = "simt(lib)"; else if (f ~ /reference/) f = "reference"; order[++n] = f }
     /QGMMA/ { q[f]++ } /HGMMA/ { h[f]++ } /[^A-Z]LDL|[^A-Z]STL/ { l[f]++ } /USETMAXREG/ { u[f]++ }
     END { printf "SASS per kernel (QGMMA / LDL+STL / USETMAXREG):"; for (i = 1; i <= n; i++) printf " %s:%d/%d/%d", order[i], q[order[i]], l[order[i]], u[order[i]]; printf "\n" }' \
     | tee "$out/sass-summary.txt"

@@ -2,9 +2,8 @@
 // then speed. No Node.js needed.
 //
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a gemm_sm90.cu gemm_sm90_test.cu -o gemm_test
-//   ./gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|v1v2|multicast|sharea]...
-//               [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | mcBMxBN | mcA2_BMxBN | mcA4_BMxBN | precise | mc | mcA2 | mcA4
-//                      | simt] [--seed S] [--reps R] [--no-timing]
+//   ./gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|v1v2|multicast]...
+//               [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | mcBMxBN | precise | mc | simt] [--seed S] [--reps R] [--no-timing]
 //               [--no-fork] [--timeout SEC]
 //   --epi direct|tma|full|ring|auto: the epilogue (direct = masked stores from registers, version 1; tma =
 //   registers -> shared memory -> TMA store, overlapped with the next tile, staging picked by the planner;
@@ -92,7 +91,7 @@ int g_failures = 0;               // in this process
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr, "gemm_test: %s\n", msg);
   std::fprintf(stderr,
-               "usage: gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|v1v2|multicast|sharea]...\n"
+               "usage: gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|v1v2|multicast]...\n"
                "                 [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | mcBMxBN | precise | mc | simt] [--seed S] [--reps R] [--no-timing]\n"
                "                 [--no-fork] [--timeout SEC] [--epi auto|direct|tma|full|ring] [--splitk S]\n");
   std::exit(2);
@@ -137,17 +136,13 @@ void parse_args(int argc, char** argv) {
         g_opt.force_path = 3;
       } else if (v == "mc") {
         g_opt.force_path = 4;
-      } else if (v == "mcA2" || v == "mcA4") {
-        g_opt.force_path = v == "mcA2" ? 5 : 6;
       } else {
         int bm = 0, bn = 0, st = 0, band = 0;
         const bool precise = !v.empty() && v[0] == 'p';
-        const bool mca = v.rfind("mcA2_", 0) == 0 || v.rfind("mcA4_", 0) == 0;
-        const bool mc = !mca && v.rfind("mc", 0) == 0;
-        if (std::sscanf(v.c_str() + (precise ? 1 : mca ? 5 : mc ? 2 : 0), "%dx%dx%dx%d", &bm, &bn, &st, &band) < 2)
-          usage("--cfg wants BMxBN[xSTAGES[xBAND]], pBMxBN (precise), mcBMxBN (multicast sharing B), mcA2_BMxBN /"
-                " mcA4_BMxBN (2 or 4 CTAs sharing A), precise, mc, mcA2, mcA4 or simt");
-        g_opt.force_path = precise ? 3 : mca ? (v[3] == '2' ? 5 : 6) : mc ? 4 : 1;
+        const bool mc = v.rfind("mc", 0) == 0;
+        if (std::sscanf(v.c_str() + (precise ? 1 : (mc ? 2 : 0)), "%dx%dx%dx%d", &bm, &bn, &st, &band) < 2)
+          usage("--cfg wants BMxBN[xSTAGES[xBAND]], pBMxBN (precise), mcBMxBN (multicast), precise, mc or simt");
+        g_opt.force_path = precise ? 3 : (mc ? 4 : 1);
         g_opt.force_bm = bm;
         g_opt.force_bn = bn;
         g_opt.force_stages = st;
@@ -1045,33 +1040,6 @@ void group_precision(uint64_t seed) {
   octet_fp8_gemm_sm90_debug_force(g_opt.force_path, g_opt.force_bm, g_opt.force_bn, g_opt.force_stages, g_opt.force_band);
 }
 
-// The clusters sharing A (opt-in: octet_fp8_gemm_sm90_debug_force(5 or 6, ...)), pairs then quads: N-tile counts
-// that leave a group short (store-nothing twins), odd M, then the M = 64 and 128 DeepSeek shapes, timed.
-void group_share_a(uint64_t seed) {
-  for (int path : {5, 6}) {
-    const bool forced = g_opt.force_path == path;
-    if (octet_fp8_gemm_sm90_debug_force(path, forced ? g_opt.force_bm : 0, forced ? g_opt.force_bn : 0,
-                                        g_opt.force_stages, g_opt.force_band) != 0)
-      octet_fp8_gemm_sm90_debug_force(path, 0, 0, 0, 0);
-    const std::string tag = path == 5 ? " mcA2" : " mcA4";
-    const Shape odd[] = {{65, 2112, 1024}, {7, 100, 256}, {200, 4100, 1024}};
-    for (const Shape& s : odd) {
-      Problem p = dense_problem(s.M, s.N, s.K);
-      p.name += tag;
-      test_problem("sharea", p, false, mix_seed(seed, p.name));
-    }
-    for (int M : {64, 128}) {
-      for (const Shape& s : kDeepSeek) {
-        if (g_opt.quick && !(s.N == 2112 && s.K == 7168)) continue;
-        Problem p = dense_problem(M, s.N, s.K);
-        p.name += tag;
-        test_problem("sharea", p, true, mix_seed(seed, p.name));
-      }
-    }
-  }
-  octet_fp8_gemm_sm90_debug_force(g_opt.force_path, g_opt.force_bm, g_opt.force_bn, g_opt.force_stages, g_opt.force_band);
-}
-
 // The 2-CTA multicast kernels (opt-in: octet_fp8_gemm_sm90_debug_force(4, ...)): an M-tile count of 1 and 3
 // (the odd tile's twin stores nothing), then the M = 4096 DeepSeek shapes, timed like group m4096.
 void group_multicast(uint64_t seed) {
@@ -1103,9 +1071,7 @@ void run_group(const std::string& name, uint64_t seed) {
                                                    g_opt.force_band);
     if (rc != 0) {
       std::printf("  --cfg %s%dx%d is not compiled in (kernels: %s)\n",
-                  g_opt.force_path == 3 ? "p" : g_opt.force_path == 4 ? "mc" : g_opt.force_path == 5 ? "mcA2_"
-                                              : g_opt.force_path == 6 ? "mcA4_" : "",
-                  g_opt.force_bm,
+                  g_opt.force_path == 3 ? "p" : (g_opt.force_path == 4 ? "mc" : ""), g_opt.force_bm,
                   g_opt.force_bn, octet_fp8_gemm_sm90_debug_kernels());
       std::exit(2);
     }
@@ -1117,7 +1083,6 @@ void run_group(const std::string& name, uint64_t seed) {
   else if (name == "m128") group_m(128, seed);
   else if (name == "m4096") group_m(4096, seed);
   else if (name == "grouped") group_grouped(seed);
-  else if (name == "sharea") group_share_a(seed);
   else if (name == "precision") group_precision(seed);
   else if (name == "multicast") group_multicast(seed);
   else if (name == "v1v2") group_v1v2(seed);
@@ -1136,7 +1101,7 @@ int main(int argc, char** argv) {
   }
   init_tables();
   std::vector<std::string> groups = g_opt.groups;
-  if (groups.empty()) groups = g_opt.shapes.empty() ? std::vector<std::string>{"api", "odd", "m64", "m128", "m4096", "grouped", "precision", "v1v2", "multicast", "sharea"}
+  if (groups.empty()) groups = g_opt.shapes.empty() ? std::vector<std::string>{"api", "odd", "m64", "m128", "m4096", "grouped", "precision", "v1v2", "multicast"}
                                                     : std::vector<std::string>{"shape"};
   if (!g_opt.shapes.empty() && std::find(groups.begin(), groups.end(), "shape") == groups.end()) groups.push_back("shape");
   std::printf("gemm_sm90 harness: seed %llu (replay with --seed %llu)%s%s, groups:", static_cast<unsigned long long>(g_opt.seed),
