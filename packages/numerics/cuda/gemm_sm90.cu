@@ -3,13 +3,16 @@
 // Design notes and predictions: packages/numerics/bench/GEMM-NOTES.md.
 //
 // Kernel (one template per tile shape BM x BN, BLOCK_K = 128):
-//   * warpgroups 0 .. BM/64-1 are consumers, the last warpgroup is the producer (one elected thread issues TMA);
+//   * warpgroups 0 .. BM/64-1 are consumers, the last warpgroup is the producer: one elected thread issues TMA,
+//     one warp copies each k-block's scales (sa of the tile's rows, sb of its one or two 128-column blocks) into
+//     the stage with 4-byte cp.async;
 //   * a ring of `stages` shared-memory slots, each one A tile [BM x 128] and one B tile [BN x 128] of e4m3 codes,
-//     written by TMA with the 128-byte swizzle; per slot a "full" mbarrier (TMA transaction bytes) and an
-//     "empty" mbarrier (one arrival per consumer warp);
-//   * each consumer warpgroup owns 64 rows: per k-block it issues 4 x wgmma m64nBNk32 (e4m3 x e4m3 -> f32,
-//     both operands K-major from shared memory), waits, releases the slot, and promotes:
-//     fin += partial * (sa[row] * sb[n-block]) in FP32 registers;
+//     written by TMA with the 128-byte swizzle, plus the scales; per slot a "full" mbarrier (TMA transaction
+//     bytes + the scale warp's 32 arrivals) and an "empty" mbarrier (one arrival per consumer warp);
+//   * each consumer warpgroup owns 64 rows: per k-block it reads its scales from shared memory, issues
+//     4 x wgmma m64nBNk32 (e4m3 x e4m3 -> f32, both operands K-major from shared memory), waits, releases the
+//     slot, and promotes: fin += partial * (sa[row] * sb[n-block]) in FP32 registers, the n-block of each column
+//     group fixed at compile time; with two consumer warpgroups they take turns issuing (ping-pong);
 //   * persistent grid (min(tiles, SMs)); tiles are visited in bands of `group_n` N-tiles (rows fastest inside
 //     a band) so concurrently running CTAs share A and B tiles in L2;
 //   * grouped GEMM (MoE): the M-tiles of all experts form one index space; a tile's expert is found by a
