@@ -169,11 +169,47 @@ __device__ __forceinline__ float decode_fp8(uint32_t code, int fmt) {
   return u2f(sign | ((e + 112u) << 23) | (m << 21));
 }
 
+// Two FP8 codes (first in the low byte) decoded to float by the hardware: fp8x2 -> f16x2 is exact (every e4m3 and
+// e5m2 value is an f16; e5m2 is the f16's upper byte) and f16 -> f32 is exact, so this equals decode_fp8 on every
+// code but NaN (the hardware's NaN is canonical; callers send NaN codes to decode_fp8).
+template <int FMT>
+__device__ __forceinline__ void decode2_fast(uint32_t two, float& lo, float& hi) {
+#ifdef OCTET_EMU
+  lo = decode_fp8(two & 0xffu, FMT);
+  hi = decode_fp8((two >> 8) & 0xffu, FMT);
+#else
+  uint32_t h2;
+  const unsigned short in = (unsigned short)two;
+  if constexpr (FMT == 0) asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(in));
+  else asm("cvt.rn.f16x2.e5m2x2 %0, %1;" : "=r"(h2) : "h"(in));
+  asm("{\n.reg .f16 l, h;\nmov.b32 {l, h}, %2;\ncvt.f32.f16 %0, l;\ncvt.f32.f16 %1, h;\n}" : "=f"(lo), "=f"(hi) : "r"(h2));
+#endif
+}
+
+// Any NaN code among four FP8 codes (one per byte): e4m3 NaN is S.1111.111, e5m2 NaN is S.11111.xx with xx != 0.
+template <int FMT>
+__device__ __forceinline__ bool has_nan4(uint32_t codes) {
+  const uint32_t t = codes & 0x7f7f7f7fu;  // bytes <= 0x7f: adding <= 3 never carries into the next byte
+  return ((t + (FMT == 0 ? 0x01010101u : 0x03030303u)) & 0x80808080u) != 0;
+}
+
 // formats.ts encodeBf16Scalar: round to nearest even, every NaN -> 0xFFFF (PyTorch's CPU tensor cast).
 __device__ __forceinline__ uint16_t encode_bf16(float x) {
   if (x != x) return 0xffffu;
   const uint32_t b = f2u(x);
   return (uint16_t)((b + (((b >> 16) & 1u) + 0x7fffu)) >> 16);
+}
+
+// Two floats to bf16 (first in the low half), round to nearest even: equal to encode_bf16 for every non-NaN input
+// (the hardware's NaN is canonical 0x7FFF, the specification's 0xFFFF; callers keep NaN off this path).
+__device__ __forceinline__ uint32_t bf16x2_rn(float lo, float hi) {
+#ifdef OCTET_EMU
+  return (uint32_t)encode_bf16(lo) | ((uint32_t)encode_bf16(hi) << 16);
+#else
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+#endif
 }
 
 // 16-byte asynchronous copy global → shared (sm_80+ cp.async), zero-filling when `bytes` is 0; no registers held.

@@ -645,27 +645,48 @@ __global__ void dequantize_kernel(const uint8_t* __restrict__ data, const float*
 }
 
 // Eight codes per thread when a row's blocks are whole multiples of 8 (cols % 8 == 0, bc % 8 == 0): one 8-byte
-// load, one scale, one 16-byte (bf16) or two (fp32) stores.
-__global__ void dequantize8_kernel(const uint8_t* __restrict__ data, const float* __restrict__ scales, int64_t rows, int64_t cols,
-                                   int64_t br, int64_t bc, int fmt, void* __restrict__ out, int out_dtype) {
+// load, one scale, one 16-byte (bf16) or two (fp32) stores. v1 decoded each code in software with the format a
+// run-time argument (~40 instructions per element: 1760 GB/s, 0.59 of copy, issue-bound); v2 decodes pairs with
+// the hardware's exact fp8x2 -> f16x2 conversion and rounds pairs to bf16 with cvt.rn.bf16x2, taking the
+// software path only for a group of 8 that holds a NaN code (whose bit pattern the specification fixes).
+template <int FMT, bool BF16>
+__global__ void dequantize8_kernel(const uint8_t* __restrict__ data, const float* __restrict__ scales, int64_t rows,
+                                   int64_t cols, int64_t br, int64_t bc, void* __restrict__ out) {
   const int64_t n8 = rows * cols / 8, gc = (cols + bc - 1) / bc;
   for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < n8; j += (int64_t)gridDim.x * blockDim.x) {
     const int64_t i = 8 * j, r = i / cols, c = i - r * cols;
     const float s = scales[(r / br) * gc + c / bc];
     const uint2 codes = *reinterpret_cast<const uint2*>(data + i);
     float v[8];
+    if (!has_nan4<FMT>(codes.x) && !has_nan4<FMT>(codes.y)) {
 #pragma unroll
-    for (int k = 0; k < 8; k++) v[k] = __fmul_rn(decode_fp8(((k < 4 ? codes.x : codes.y) >> (8 * (k & 3))) & 0xffu, fmt), s);
-    if (out_dtype == DT_BF16) {
-      uint32_t w[4];
+      for (int k = 0; k < 4; k++) {
+        float lo, hi;
+        decode2_fast<FMT>(((k < 2 ? codes.x : codes.y) >> (16 * (k & 1))) & 0xffffu, lo, hi);
+        v[2 * k] = __fmul_rn(lo, s);
+        v[2 * k + 1] = __fmul_rn(hi, s);
+      }
+      if constexpr (BF16) {
+        uint32_t w[4];
 #pragma unroll
-      for (int k = 0; k < 4; k++) w[k] = (uint32_t)encode_bf16(v[2 * k]) | ((uint32_t)encode_bf16(v[2 * k + 1]) << 16);
-      *reinterpret_cast<uint4*>(static_cast<uint16_t*>(out) + i) = make_uint4(w[0], w[1], w[2], w[3]);
+        for (int k = 0; k < 4; k++) w[k] = bf16x2_rn(v[2 * k], v[2 * k + 1]);
+        *reinterpret_cast<uint4*>(static_cast<uint16_t*>(out) + i) = make_uint4(w[0], w[1], w[2], w[3]);
+        continue;
+      }
     } else {
-      uint4* o = reinterpret_cast<uint4*>(static_cast<float*>(out) + i);
-      o[0] = make_uint4(f2u(v[0]), f2u(v[1]), f2u(v[2]), f2u(v[3]));
-      o[1] = make_uint4(f2u(v[4]), f2u(v[5]), f2u(v[6]), f2u(v[7]));
+#pragma unroll
+      for (int k = 0; k < 8; k++) v[k] = __fmul_rn(decode_fp8(((k < 4 ? codes.x : codes.y) >> (8 * (k & 3))) & 0xffu, FMT), s);
+      if constexpr (BF16) {
+        uint32_t w[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) w[k] = (uint32_t)encode_bf16(v[2 * k]) | ((uint32_t)encode_bf16(v[2 * k + 1]) << 16);
+        *reinterpret_cast<uint4*>(static_cast<uint16_t*>(out) + i) = make_uint4(w[0], w[1], w[2], w[3]);
+        continue;
+      }
     }
+    uint4* o = reinterpret_cast<uint4*>(static_cast<float*>(out) + i);
+    o[0] = make_uint4(f2u(v[0]), f2u(v[1]), f2u(v[2]), f2u(v[3]));
+    o[1] = make_uint4(f2u(v[4]), f2u(v[5]), f2u(v[6]), f2u(v[7]));
   }
 }
 
@@ -842,8 +863,10 @@ cudaError_t dequantize(const uint8_t* data, const float* scales, int64_t rows, i
     return cudaErrorInvalidValue;
   const bool vec = cols % 8 == 0 && bc % 8 == 0 && (reinterpret_cast<uintptr_t>(data) & 7u) == 0 && aligned16(out);
   if (vec) {
-    auto k = dequantize8_kernel;
-    OCTET_LAUNCH(k, grid_cap((rows * cols / 8 + 255) / 256, 8), 256, 0, stream)(data, scales, rows, cols, br, bc, fmt, out, out_dtype);
+    const bool bf16 = out_dtype == DT_BF16;
+    auto k = fmt == 0 ? (bf16 ? dequantize8_kernel<0, true> : dequantize8_kernel<0, false>)
+                      : (bf16 ? dequantize8_kernel<1, true> : dequantize8_kernel<1, false>);
+    OCTET_LAUNCH(k, grid_cap((rows * cols / 8 + 255) / 256, 8), 256, 0, stream)(data, scales, rows, cols, br, bc, out);
     return cudaGetLastError();
   }
   auto k = dequantize_kernel;
