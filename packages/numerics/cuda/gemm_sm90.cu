@@ -1135,7 +1135,7 @@ int encode_output_map(CUtensorMap* map, void* base, uint64_t rows, uint64_t N, i
 
 struct Plan {
   int kernel = -1;  // index into kKernels
-  int stages = 0, grid = 0, group_n = 16, tiles = 0;
+  int stages = 0, grid = 0, group_n = 4, tiles = 0;  // bands of 4 N-tiles: best of 4-32 at M = 4096 (GEMM-NOTES.md §7)
   int epi_bytes = 0;  // > 0: TMA-store epilogue with this much staging shared memory
   int epi_slots = 0;  // TMA epilogue: 0 the whole tile staged (version 2), 1/2 a ring of 8 KiB boxes per warpgroup
   int splits = 1;     // split-K factor (dense only)

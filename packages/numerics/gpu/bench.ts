@@ -126,10 +126,13 @@ function benchMemory(): { copy: BandwidthRow[]; quantize: BandwidthRow[] } {
   const both = quantizeBothDevice(x, { nonFinite: "unchecked" });
   measure(quantize, "quantize both: 1x128 of x and of xᵀ, one read", 2 * R * C + 2 * R * C + scalesRow + 4 * C * Math.ceil(R / 128),
     () => quantizeBothDevice(x, { nonFinite: "unchecked", into: both }));
+  setKernelKnob("both_variant", 2);
+  measure(quantize, "quantize both (variant 2: half-sector xᵀ stores)", 2 * R * C + 2 * R * C + scalesRow + 4 * C * Math.ceil(R / 128),
+    () => quantizeBothDevice(x, { nonFinite: "unchecked", into: both }));
   setKernelKnob("both_variant", 1);
   measure(quantize, "quantize both (variant 1: registers)", 2 * R * C + 2 * R * C + scalesRow + 4 * C * Math.ceil(R / 128),
     () => quantizeBothDevice(x, { nonFinite: "unchecked", into: both }));
-  setKernelKnob("both_variant", 2);
+  setKernelKnob("both_variant", 3);
   both.rowwise.free();
   both.transposed.free();
   const qb = quantizeDevice(x, { block: [128, 128], nonFinite: "unchecked" });

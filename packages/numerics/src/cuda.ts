@@ -957,7 +957,8 @@ export function castSelfTestDevice(): { e4m3: { mismatches: number; first: numbe
 /**
  * Kernel tuning knobs, for benchmarks that compare variants in one run: "rows_unroll" (2 or 4 tiles in flight per
  * half-warp in the 1x128 kernel, bf16 input; default 4), "rows_blocks_per_sm" (0: the occupancy limit),
- * "both_variant" / "blocks_variant" (1: values held in registers; 2, default: cp.async tile in shared memory).
+ * "both_variant" / "blocks_variant" (1: values held in registers; 2: cp.async tile in shared memory, the default
+ * for blocks; both_variant 3, its default: 2 with the transposed codes stored in whole 32-byte sectors).
  */
 export function setKernelKnob(name: "rows_unroll" | "rows_blocks_per_sm" | "both_variant" | "blocks_variant", value: number): void {
   cuda().setKnob(name, value);

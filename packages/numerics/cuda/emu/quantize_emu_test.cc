@@ -174,7 +174,7 @@ void run_shape(int64_t rows, int64_t cols, bool nonfinite) {
         for (int64_t r = 0; r < rows; r++)
           for (int64_t c = 0; c < cols; c++) xt[c * rows + r] = vals[r * cols + c];
         const Ref wt = reference(xt, cols, rows, 1, 128, fmt, p2);
-        for (int variant = 1; variant <= 2; variant++) {  // v2 where the shape is aligned, v1 otherwise and as the knob says
+        for (int variant = 1; variant <= 3; variant++) {  // v2/v3 where the shape is aligned, v1 otherwise and as the knob says
           set_knob("both_variant", variant);
           std::vector<uint8_t> rd(rows * cols, 0xff), td(rows * cols, 0xff);
           std::vector<float> rs(wr.scales.size(), f32(0xffffffffu)), ts(wt.scales.size(), f32(0xffffffffu));
