@@ -542,7 +542,10 @@ __device__ __forceinline__ void dispatch_jsplit(int j, F&& f) {
 // four wgmma k32 per promotion) or 32 (every wgmma promoted on its own: the "precise" variant, see GEMM-NOTES.md).
 // kMC: CTAs per cluster sharing each B tile through TMA multicast (1 = no cluster; 2 = each CTA loads half of
 // the B tile for both, dense GEMMs only).
-template <int BM, int BN, int kPromoteK, int kMC>
+// kHalves = 2 (BN = 256): each k-block is multiplied in two m64n128 halves through one accumulator set, each half
+// promoted before the next is issued, so a 128 x 256 tile needs 64 accumulator + 128 result registers per thread
+// (one m64n256 set would need 128 + 128) and each SM takes in 12 % fewer operand bytes per MMA than at 128 x 192.
+template <int BM, int BN, int kPromoteK, int kMC, int kHalves = 1>
 __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     fp8_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
                          const __grid_constant__ CUtensorMap tm_d, const float* __restrict__ sa,
@@ -551,7 +554,8 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
   static_assert(BM == 64 || BM == 128, "BM is 64 (one consumer warpgroup) or 128 (two)");
   static_assert(kPromoteK == 128 || kPromoteK == 32, "promotion every 128 or every 32 of K");
   static_assert(kMC == 1 || (kMC == 2 && BN % 16 == 0), "multicast halves of B must stay 1024-byte aligned");
-  static_assert(BN % 16 == 0 && BN >= 16 && BN <= 192, "BN: a multiple of 16 up to 192");
+  static_assert(BN % 16 == 0 && BN >= 16 && (BN <= 192 || (BN == 256 && kHalves == 2)), "BN: a multiple of 16 up to 192, or 256 in halves");
+  static_assert(kHalves == 1 || (kPromoteK == 128 && kMC == 1 && BM == 128), "halves: the plain two-consumer kernel");
   // A tile's columns [n0, n0 + BN) must touch at most two 128-column scale blocks of B.
   static_assert(BN <= 128 || (128 - (BN & -BN)) + BN <= 256, "a tile could span three sb blocks");
   constexpr int kMathWG = BM / 64;
@@ -559,7 +563,9 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
   constexpr uint32_t kABytes = BM * kBlockK;
   constexpr uint32_t kBBytes = BN * kBlockK;
   constexpr bool kOneScaleB = (128 % BN) == 0;  // tiles never straddle a 128-column block
-  constexpr int kAcc = BN / 2;                  // f32 accumulators per thread for m64 x BN
+  constexpr int kWN = BN / kHalves;              // N of one wgmma
+  constexpr int kAcc = kWN / 2;                 // f32 accumulators per thread for m64 x kWN
+  constexpr int kFin = BN / 2;                  // f32 results per thread for m64 x BN
   constexpr uint32_t kScaleStageBytes = ScaleStage<BM>::kBytes;
 
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -672,7 +678,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     const uint64_t desc_b0 = make_smem_desc(smem_b);
 
     float acc[kAcc];
-    float fin[kAcc];
+    float fin[kFin];
 #pragma unroll
     for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
 
@@ -695,7 +701,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       const int kb_end = sch.splits > 1 ? min(num_kb, kb_begin + sch.kb_per_split) : num_kb;
 
 #pragma unroll
-      for (int i = 0; i < kAcc; ++i) fin[i] = 0.f;
+      for (int i = 0; i < kFin; ++i) fin[i] = 0.f;
 
       for (int kb = kb_begin; kb < kb_end; ++kb) {
         mbar_wait(bar_full + 8 * s, phase, 1, s);
@@ -727,7 +733,38 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
           if constexpr (kOneScaleB) promote_j(std::integral_constant<int, kAcc / 4>{});
           else dispatch_jsplit<BN>(jsplit, promote_j);
         };
-        if constexpr (kPromoteK == 128) {
+        if constexpr (kHalves == 2) {
+          // Two halves of N (each one 128-column scale block, since n0 is a multiple of 256): issue, wait, promote
+          // into that half of fin, then the other half through the same accumulators. The ping-pong turn is
+          // handed over after each half, so the other warpgroup's MMAs cover this one's promotion.
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            if (pingpong) named_bar_sync(kTurnBarrier + wg, 256);
+#pragma unroll
+            for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
+            wgmma_fence();
+            const uint64_t dbh = db + static_cast<uint64_t>(h) * ((kWN * kBlockK) >> 4);
+            Wgmma<kWN>::template run<0>(acc, da, dbh);
+            Wgmma<kWN>::template run<1>(acc, da + 2, dbh + 2);
+            Wgmma<kWN>::template run<1>(acc, da + 4, dbh + 4);
+            Wgmma<kWN>::template run<1>(acc, da + 6, dbh + 6);
+            wgmma_commit();
+            if (pingpong && !(wg == 1 && last_tile && kb + 1 == kb_end && h == 1)) named_bar_arrive(kTurnBarrier + (wg ^ 1), 256);
+#pragma unroll
+            for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
+            wgmma_wait_all();
+            if (h == 1 && lane == 0) mbar_arrive(bar_empty + 8 * s);
+            const float c0 = h == 0 ? s0_lo : s0_hi;
+            const float c1 = h == 0 ? s1_lo : s1_hi;
+#pragma unroll
+            for (int j = 0; j < kAcc / 4; ++j) {
+              fin[h * kAcc + 4 * j + 0] = fmaf(acc[4 * j + 0], c0, fin[h * kAcc + 4 * j + 0]);
+              fin[h * kAcc + 4 * j + 1] = fmaf(acc[4 * j + 1], c0, fin[h * kAcc + 4 * j + 1]);
+              fin[h * kAcc + 4 * j + 2] = fmaf(acc[4 * j + 2], c1, fin[h * kAcc + 4 * j + 2]);
+              fin[h * kAcc + 4 * j + 3] = fmaf(acc[4 * j + 3], c1, fin[h * kAcc + 4 * j + 3]);
+            }
+          }
+        } else if constexpr (kPromoteK == 128) {
           // Ping-pong (two consumer warpgroups): a warpgroup issues its k-block's MMAs only after the other has
           // issued its own, so the tensor cores run one warpgroup's MMAs while the other promotes, instead of
           // both issuing together, finishing together and promoting together with the tensor cores idle.
@@ -803,7 +840,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
           for (int h = 0; h < 2; ++h) {
             const uint32_t row_addr = slot + static_cast<uint32_t>(r_local + 8 * h) * 128u;
 #pragma unroll
-            for (int j = 0; j < kAcc / 4; ++j) {
+            for (int j = 0; j < kFin / 4; ++j) {
               const float v0 = fin[4 * j + 2 * h], v1 = fin[4 * j + 2 * h + 1];
               const uint32_t byte = bf16 ? static_cast<uint32_t>(8 * j + col_in_tile) * 2u
                                          : static_cast<uint32_t>(8 * j + col_in_tile) * 4u;
@@ -840,7 +877,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
         for (int h = 0; h < 2; ++h) {
           const uint32_t row_addr = stage_d + static_cast<uint32_t>(r_local + 8 * h) * 128u;
 #pragma unroll
-          for (int j = 0; j < kAcc / 4; ++j) {
+          for (int j = 0; j < kFin / 4; ++j) {
             const float v0 = fin[4 * j + 2 * h], v1 = fin[4 * j + 2 * h + 1];
             const uint32_t byte = bf16 ? static_cast<uint32_t>(8 * j + col_in_tile) * 2u
                                        : static_cast<uint32_t>(8 * j + col_in_tile) * 4u;
@@ -882,7 +919,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
           if (out_bf16) {
             __nv_bfloat16* out = static_cast<__nv_bfloat16*>(out_base) + static_cast<size_t>(row) * ldd + tile.n0;
 #pragma unroll
-            for (int j = 0; j < kAcc / 4; ++j) {
+            for (int j = 0; j < kFin / 4; ++j) {
               const int c = 8 * j + col_in_tile;
               const float v0 = fin[4 * j + 2 * h], v1 = fin[4 * j + 2 * h + 1];
               if (vec && c + 1 < n_rem) {
@@ -895,7 +932,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
           } else {
             float* out = static_cast<float*>(out_base) + static_cast<size_t>(row) * ldd + tile.n0;
 #pragma unroll
-            for (int j = 0; j < kAcc / 4; ++j) {
+            for (int j = 0; j < kFin / 4; ++j) {
               const int c = 8 * j + col_in_tile;
               const float v0 = fin[4 * j + 2 * h], v1 = fin[4 * j + 2 * h + 1];
               if (vec && c + 1 < n_rem) {
@@ -1030,6 +1067,8 @@ const KernelEntry kKernels[] = {
     OCTET_SM90_KERNEL(128, 48),  OCTET_SM90_KERNEL(128, 64),  OCTET_SM90_KERNEL(128, 96),
     OCTET_SM90_KERNEL(128, 112), OCTET_SM90_KERNEL(128, 128), OCTET_SM90_KERNEL(128, 144),
     OCTET_SM90_KERNEL(128, 160), OCTET_SM90_KERNEL(128, 192),
+    // 128 x 256 in two m64n128 halves per k-block (kHalves = 2)
+    {128, 256, 128, 1, &fp8_gemm_sm90_kernel<128, 256, 128, 1, 2>},
     // promotion after every wgmma (K = 32): chosen only through octet_fp8_gemm_sm90_debug_force(3, ...)
     OCTET_SM90_PRECISE(64, 64),  OCTET_SM90_PRECISE(128, 128),
     // 2-CTA clusters sharing B by TMA multicast, dense only: chosen only through octet_fp8_gemm_sm90_debug_force(4, ...)
@@ -1182,9 +1221,10 @@ double estimate_us(int bm, int bn, int mc, const int* counts, int E, int N, int 
   const int Ku = (K / kBlockK + splits - 1) / splits * kBlockK;  // K of one unit
   const long long grid = std::min<long long>(units, ctas);
   const long long waves = (units + grid - 1) / grid;
-  // Run 2: 128 x 192 with 4 stages ran long K ~10 % slower than with 5 (1001 -> 903 TFLOP/s on K = 16384), so
-  // the two-consumer kernels lose 10 % per stage below 5 (version 2's model started below 4).
-  const int full_stages = bm == 128 ? 5 : 4;
+  // Run 2 (version 2) lost ~10 % going from 5 stages to 4 at 128 x 192; since version 4 (scales in shared
+  // memory) 3, 4 and 5 stages measure the same (GEMM-NOTES.md §7), so the two-consumer kernels lose 10 % per stage
+  // only below 3.
+  const int full_stages = bm == 128 ? 3 : 4;
   const double eff = (bm == 128 ? 0.92 : 0.62) * bn / (bn + 24.0) *
                      (stages >= full_stages ? 1.0 : std::max(0.5, 1.0 - 0.1 * (full_stages - stages)));
   const double compute_ns = static_cast<double>(bm) * bn * Ku / (7188.0 * eff);
