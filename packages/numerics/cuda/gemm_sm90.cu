@@ -12,7 +12,8 @@
 //   * each consumer warpgroup owns 64 rows: per k-block it reads its scales from shared memory, issues
 //     4 x wgmma m64nBNk32 (e4m3 x e4m3 -> f32, both operands K-major from shared memory), waits, releases the
 //     slot, and promotes: fin += partial * (sa[row] * sb[n-block]) in FP32 registers, the n-block of each column
-//     group fixed at compile time; with two consumer warpgroups they take turns issuing (ping-pong);
+//     group fixed at compile time; with two consumer warpgroups they take turns issuing (ping-pong); the
+//     128 x 256 kernel multiplies each k-block in two m64n128 halves through one accumulator set (kHalves);
 //   * persistent grid (min(tiles, SMs)); tiles are visited in bands of `group_n` N-tiles (rows fastest inside
 //     a band) so concurrently running CTAs share A and B tiles in L2;
 //   * grouped GEMM (MoE): the M-tiles of all experts form one index space; a tile's expert is found by a
