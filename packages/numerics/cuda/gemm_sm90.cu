@@ -206,18 +206,16 @@ __device__ __forceinline__ void bulk_wait_read1() { asm volatile("cp.async.bulk.
 __device__ __forceinline__ void bulk_wait0() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 // Generic-proxy writes to shared memory made visible to the async proxy (the TMA engine).
 __device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-// A barrier among the 128 threads of one consumer warpgroup (ids 1, 2; 0 is __syncthreads).
-__device__ __forceinline__ void wg_barrier(int wg) {
-  asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory");
-}
-// Ping-pong turns between the two consumer warpgroups: named barriers of 256 threads (the 128 of the warpgroup
-// whose turn it becomes arrive, the 128 that take the turn sync).
+// Named barriers: `count` threads take part; bar.arrive counts without waiting (ping-pong turns between the two
+// consumer warpgroups: the 128 of the warpgroup whose turn it becomes arrive, the 128 that take the turn sync).
 __device__ __forceinline__ void named_bar_sync(int id, int count) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
 __device__ __forceinline__ void named_bar_arrive(int id, int count) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
+// A barrier among the 128 threads of one consumer warpgroup (ids 1, 2; 0 is __syncthreads).
+__device__ __forceinline__ void wg_barrier(int wg) { named_bar_sync(wg + 1, 128); }
 // One fp32 scale global -> shared through the (non-bulk) async copy unit; the mbarrier arrive below fires once
 // every earlier cp.async of the thread has landed.
 __device__ __forceinline__ void cp_async_f32(uint32_t dst, const float* src) {
@@ -512,14 +510,18 @@ __device__ __forceinline__ TileCoord locate_unit(const Schedule& sch, int u, int
   }
 }
 
+// The k-blocks of work unit t: all of them, or its split's range with split-K.
+__device__ __forceinline__ void unit_k_range(const Schedule& sch, int t, int* split, int* kb_begin, int* kb_end) {
+  *split = sch.splits > 1 ? t / (sch.num_tiles / sch.splits) : 0;
+  *kb_begin = *split * sch.kb_per_split;
+  *kb_end = sch.splits > 1 ? min(sch.num_kb, *kb_begin + sch.kb_per_split) : sch.num_kb;
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // The kernel
 // Shared memory per pipeline stage for the k-block's scales: sa of BM rows, sb of two 128-column blocks, padded
 // to 16 bytes.
-template <int BM>
-struct ScaleStage {
-  static constexpr uint32_t kBytes = (BM + 4) * 4;
-};
+__host__ __device__ constexpr uint32_t scale_stage_bytes(int bm) { return static_cast<uint32_t>(bm + 4) * 4u; }
 // Named barriers 1 and 2 are the consumer warpgroups' epilogue barriers; 3 and 4 their ping-pong turns.
 constexpr int kTurnBarrier = 3;
 
@@ -567,7 +569,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
   constexpr int kWN = BN / kHalves;              // N of one wgmma
   constexpr int kAcc = kWN / 2;                 // f32 accumulators per thread for m64 x kWN
   constexpr int kFin = BN / 2;                  // f32 results per thread for m64 x BN
-  constexpr uint32_t kScaleStageBytes = ScaleStage<BM>::kBytes;
+  constexpr uint32_t kScaleStageBytes = scale_stage_bytes(BM);
 
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t smem_base = (smem_u32(smem_raw) + 1023u) & ~1023u;
@@ -610,9 +612,8 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       for (int t = unit0; t < sch.num_tiles; t += unit_step) {
         const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
         const int b_row = (sch.expert_base + tile.expert) * sch.N + tile.n0;
-        const int split = sch.splits > 1 ? t / (sch.num_tiles / sch.splits) : 0;
-        const int kb_begin = split * sch.kb_per_split;
-        const int kb_end = sch.splits > 1 ? min(num_kb, kb_begin + sch.kb_per_split) : num_kb;
+        int split, kb_begin, kb_end;
+        unit_k_range(sch, t, &split, &kb_begin, &kb_end);
         for (int kb = kb_begin; kb < kb_end; ++kb) {
           mbar_wait(bar_empty + 8 * s, phase ^ 1u, 0, s);
           const uint32_t full = bar_full + 8 * s;
@@ -643,9 +644,8 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       for (int t = unit0; t < sch.num_tiles; t += unit_step) {
         const TileCoord tile = locate_unit<BM, kMC>(sch, t, BN, rank);
         const int ge = sch.expert_base + tile.expert;
-        const int split = sch.splits > 1 ? t / (sch.num_tiles / sch.splits) : 0;
-        const int kb_begin = split * sch.kb_per_split;
-        const int kb_end = sch.splits > 1 ? min(num_kb, kb_begin + sch.kb_per_split) : num_kb;
+        int split, kb_begin, kb_end;
+        unit_k_range(sch, t, &split, &kb_begin, &kb_end);
         const int nb_lo = tile.n0 / 128;
         const int nb_hi = min(nb_lo + 1, sch.num_nb - 1);
         const float* sa_rows[BM / 32];
@@ -697,9 +697,8 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
       const int split = (nb_lo + 1) * 128 - tile.n0;  // tile columns [0, split) belong to block nb_lo
       // Column groups of 8 [0, jsplit) take sb of block nb_lo, the rest nb_hi; a compile-time J below.
       const int jsplit = min(split, BN) / 8;
-      const int ksplit = sch.splits > 1 ? t / (sch.num_tiles / sch.splits) : 0;
-      const int kb_begin = ksplit * sch.kb_per_split;
-      const int kb_end = sch.splits > 1 ? min(num_kb, kb_begin + sch.kb_per_split) : num_kb;
+      int ksplit, kb_begin, kb_end;
+      unit_k_range(sch, t, &ksplit, &kb_begin, &kb_end);
 
 #pragma unroll
       for (int i = 0; i < kFin; ++i) fin[i] = 0.f;
@@ -715,31 +714,35 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
         const float b_hi = kOneScaleB ? 0.f : ld_shared_f32(area + 4u * (BM + 1));
         const float s0_lo = a0 * b_lo, s1_lo = a1 * b_lo;
         const float s0_hi = a0 * b_hi, s1_hi = a1 * b_hi;
-        // Promotion: fin += partial * (sa[row] * sb[block]) in FP32. Column groups j < J take block nb_lo's
-        // scale: J is a compile-time constant (dispatched once per k-block on the tile's jsplit), so the loop
-        // is bare FFMAs, without a select and a predicate per column group.
-        auto promote_j = [&](auto jc) {
-          constexpr int J = decltype(jc)::value;
+        // Promotion of half h: fin += partial * (sa[row] * sb[block]) in FP32. Column group g of the tile takes block
+        // nb_lo's scale when g < J: J is a compile-time constant (dispatched once per k-block on the tile's
+        // jsplit), so the loop is bare FFMAs, without a select and a predicate per column group.
+        auto promote = [&](int h) {
+          auto promote_j = [&](auto jc) {
+            constexpr int J = decltype(jc)::value;
 #pragma unroll
-          for (int j = 0; j < kAcc / 4; ++j) {
-            const float c0 = j < J ? s0_lo : s0_hi;
-            const float c1 = j < J ? s1_lo : s1_hi;
-            fin[4 * j + 0] = fmaf(acc[4 * j + 0], c0, fin[4 * j + 0]);
-            fin[4 * j + 1] = fmaf(acc[4 * j + 1], c0, fin[4 * j + 1]);
-            fin[4 * j + 2] = fmaf(acc[4 * j + 2], c1, fin[4 * j + 2]);
-            fin[4 * j + 3] = fmaf(acc[4 * j + 3], c1, fin[4 * j + 3]);
-          }
-        };
-        auto promote = [&]() {
-          if constexpr (kOneScaleB) promote_j(std::integral_constant<int, kAcc / 4>{});
+            for (int j = 0; j < kAcc / 4; ++j) {
+              const bool lo = h * (kAcc / 4) + j < J;
+              const float c0 = lo ? s0_lo : s0_hi;
+              const float c1 = lo ? s1_lo : s1_hi;
+              float* f = fin + h * kAcc + 4 * j;
+              f[0] = fmaf(acc[4 * j + 0], c0, f[0]);
+              f[1] = fmaf(acc[4 * j + 1], c0, f[1]);
+              f[2] = fmaf(acc[4 * j + 2], c1, f[2]);
+              f[3] = fmaf(acc[4 * j + 3], c1, f[3]);
+            }
+          };
+          if constexpr (kOneScaleB) promote_j(std::integral_constant<int, kFin / 4>{});
           else dispatch_jsplit<BN>(jsplit, promote_j);
         };
-        if constexpr (kHalves == 2) {
-          // Two halves of N (each one 128-column scale block, since n0 is a multiple of 256): issue, wait, promote
-          // into that half of fin, then the other half through the same accumulators. The ping-pong turn is
-          // handed over after each half, so the other warpgroup's MMAs cover this one's promotion.
+        if constexpr (kPromoteK == 128) {
+          // Per k-block kHalves rounds (2 for 128 x 256: each half of N is one 128-column scale block, since n0 is
+          // a multiple of 256) of: issue 4 x wgmma k32, wait, promote into that part of fin.
+          // Ping-pong (two consumer warpgroups): a warpgroup issues its MMAs only after the other has issued its
+          // own, so the tensor cores run one warpgroup's MMAs while the other promotes, instead of both issuing
+          // together, finishing together and promoting together with the tensor cores idle.
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
+          for (int h = 0; h < kHalves; ++h) {
             if (pingpong) named_bar_sync(kTurnBarrier + wg, 256);
 #pragma unroll
             for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
@@ -750,43 +753,19 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
             Wgmma<kWN>::template run<1>(acc, da + 4, dbh + 4);
             Wgmma<kWN>::template run<1>(acc, da + 6, dbh + 6);
             wgmma_commit();
-            if (pingpong && !(wg == 1 && last_tile && kb + 1 == kb_end && h == 1)) named_bar_arrive(kTurnBarrier + (wg ^ 1), 256);
+            // The other warpgroup's turn, unless this was its last round (every turn handed over is taken).
+            const bool last_round = last_tile && kb + 1 == kb_end && h == kHalves - 1;
+            if (pingpong && !(wg == 1 && last_round)) named_bar_arrive(kTurnBarrier + (wg ^ 1), 256);
 #pragma unroll
             for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
             wgmma_wait_all();
-            if (h == 1 && lane == 0) mbar_arrive(bar_empty + 8 * s);
-            const float c0 = h == 0 ? s0_lo : s0_hi;
-            const float c1 = h == 0 ? s1_lo : s1_hi;
-#pragma unroll
-            for (int j = 0; j < kAcc / 4; ++j) {
-              fin[h * kAcc + 4 * j + 0] = fmaf(acc[4 * j + 0], c0, fin[h * kAcc + 4 * j + 0]);
-              fin[h * kAcc + 4 * j + 1] = fmaf(acc[4 * j + 1], c0, fin[h * kAcc + 4 * j + 1]);
-              fin[h * kAcc + 4 * j + 2] = fmaf(acc[4 * j + 2], c1, fin[h * kAcc + 4 * j + 2]);
-              fin[h * kAcc + 4 * j + 3] = fmaf(acc[4 * j + 3], c1, fin[h * kAcc + 4 * j + 3]);
+            // The slot's shared memory has been read by the tensor cores: hand it back to the producer.
+            if (h == kHalves - 1) {
+              if (lane == 0) mbar_arrive(bar_empty + 8 * s);
+              if (kMC > 1 && lane == 1) mbar_arrive_cluster(bar_empty + 8 * s, rank ^ 1u);
             }
+            promote(h);
           }
-        } else if constexpr (kPromoteK == 128) {
-          // Ping-pong (two consumer warpgroups): a warpgroup issues its k-block's MMAs only after the other has
-          // issued its own, so the tensor cores run one warpgroup's MMAs while the other promotes, instead of
-          // both issuing together, finishing together and promoting together with the tensor cores idle.
-          if (pingpong) named_bar_sync(kTurnBarrier + wg, 256);
-#pragma unroll
-          for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
-          wgmma_fence();
-          Wgmma<BN>::template run<0>(acc, da, db);
-          Wgmma<BN>::template run<1>(acc, da + 2, db + 2);
-          Wgmma<BN>::template run<1>(acc, da + 4, db + 4);
-          Wgmma<BN>::template run<1>(acc, da + 6, db + 6);
-          wgmma_commit();
-          // The other warpgroup's turn, unless this was its last k-block (every turn handed over is taken).
-          if (pingpong && !(wg == 1 && last_tile && kb + 1 == kb_end)) named_bar_arrive(kTurnBarrier + (wg ^ 1), 256);
-#pragma unroll
-          for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
-          wgmma_wait_all();
-          // The slot's shared memory has been read by the tensor cores: hand it back to the producer.
-          if (lane == 0) mbar_arrive(bar_empty + 8 * s);
-          if (kMC > 1 && lane == 1) mbar_arrive_cluster(bar_empty + 8 * s, rank ^ 1u);
-          promote();
         } else {
 #pragma unroll
           for (int k = 0; k < 4; ++k) {
@@ -800,7 +779,7 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
             wgmma_wait_all();
             if (k == 3 && lane == 0) mbar_arrive(bar_empty + 8 * s);
             if (kMC > 1 && k == 3 && lane == 1) mbar_arrive_cluster(bar_empty + 8 * s, rank ^ 1u);
-            promote();
+            promote(0);
           }
         }
         if (++s == stages) {
@@ -1182,8 +1161,8 @@ struct Plan {
   double est_us = 0.0;
 };
 
-// Per stage: the A and B tiles, the k-block's scales (ScaleStage) and two mbarriers.
-int stage_bytes_for(int bm, int bn) { return (bm + bn) * kBlockK + (bm + 4) * 4 + 16; }
+// Per stage: the A and B tiles, the k-block's scales and two mbarriers.
+int stage_bytes_for(int bm, int bn) { return (bm + bn) * kBlockK + static_cast<int>(scale_stage_bytes(bm)) + 16; }
 
 int stages_for(int bm, int bn, int smem_optin, int epi_bytes = 0) {
   const int avail = smem_optin - 1024 /* alignment slack */ - epi_bytes;
@@ -1341,31 +1320,28 @@ Plan make_plan(const int* counts, int E, int N, int K, int out_bytes, DeviceInfo
       // all but one of the twelve M = 64/128 shapes (sk vs unsplit, TFLOP/s: 128x7168x16384 459 vs 549,
       // 128x4096x7168 248 vs 314, 64x4096x7168 141 vs 157, 64/128x2112x7168 ties; 64x7168x16384 250 vs 215),
       // and the model cannot tell that one apart (GEMM-NOTES.md, version 4).
-      const int split_options[] = {1};
-      for (int requested : split_options) {
-        if (ov.splitk > 1) requested = ov.splitk;  // forced: that one only
-        if (requested > 1 && (E != 1 || mc != 1 || epi != 0 || num_kb < requested)) continue;
-        const int kps = ceil_div(num_kb, requested);
-        const int splits = ceil_div(num_kb, kps);  // every split non-empty
-        if (requested > 1 && splits < 2) continue;
-        int tiles = 0;
-        const double t =
-            estimate_us(bm, bn, mc, counts, E, N, K, out_bytes, ctas, &tiles, epi != 0, stages, splits, epi_slots);
-        const bool better =
-            best.kernel < 0 || t < best.est_us * 0.995 ||
-            (t <= best.est_us * 1.005 && (bm > kKernels[best.kernel].bm ||
-                                          (bm == kKernels[best.kernel].bm && bn > kKernels[best.kernel].bn)));
-        if (better) {
-          best.kernel = i;
-          best.stages = stages;
-          best.tiles = tiles;
-          best.est_us = t;
-          best.epi_bytes = epi_bytes;
-          best.epi_slots = epi_slots;
-          best.splits = splits;
-          // with mc > 1: a multiple of mc (tiles and ctas both are)
-          best.grid = static_cast<int>(std::min<long long>(static_cast<long long>(tiles) * splits, ctas));
-        }
+      const int requested = ov.splitk > 1 ? ov.splitk : 1;
+      if (requested > 1 && (E != 1 || mc != 1 || epi != 0 || num_kb < requested)) continue;
+      const int kps = ceil_div(num_kb, requested);
+      const int splits = ceil_div(num_kb, kps);  // every split non-empty
+      if (requested > 1 && splits < 2) continue;
+      int tiles = 0;
+      const double t =
+          estimate_us(bm, bn, mc, counts, E, N, K, out_bytes, ctas, &tiles, epi != 0, stages, splits, epi_slots);
+      const bool better =
+          best.kernel < 0 || t < best.est_us * 0.995 ||
+          (t <= best.est_us * 1.005 && (bm > kKernels[best.kernel].bm ||
+                                        (bm == kKernels[best.kernel].bm && bn > kKernels[best.kernel].bn)));
+      if (better) {
+        best.kernel = i;
+        best.stages = stages;
+        best.tiles = tiles;
+        best.est_us = t;
+        best.epi_bytes = epi_bytes;
+        best.epi_slots = epi_slots;
+        best.splits = splits;
+        // with mc > 1: a multiple of mc (tiles and ctas both are)
+        best.grid = static_cast<int>(std::min<long long>(static_cast<long long>(tiles) * splits, ctas));
       }
     }
   }

@@ -681,8 +681,9 @@ __global__ void dequantize8_kernel(const uint8_t* __restrict__ data, const float
     const int64_t i = 8 * j, r = i / cols, c = i - r * cols;
     const float s = scales[(r / br) * gc + c / bc];
     const uint2 codes = *reinterpret_cast<const uint2*>(data + i);
+    const bool nan = has_nan4<FMT>(codes.x) || has_nan4<FMT>(codes.y);
     float v[8];
-    if (!has_nan4<FMT>(codes.x) && !has_nan4<FMT>(codes.y)) {
+    if (!nan) {
 #pragma unroll
       for (int k = 0; k < 4; k++) {
         float lo, hi;
@@ -690,27 +691,21 @@ __global__ void dequantize8_kernel(const uint8_t* __restrict__ data, const float
         v[2 * k] = __fmul_rn(lo, s);
         v[2 * k + 1] = __fmul_rn(hi, s);
       }
-      if constexpr (BF16) {
-        uint32_t w[4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) w[k] = bf16x2_rn(v[2 * k], v[2 * k + 1]);
-        *reinterpret_cast<uint4*>(static_cast<uint16_t*>(out) + i) = make_uint4(w[0], w[1], w[2], w[3]);
-        continue;
-      }
     } else {
 #pragma unroll
       for (int k = 0; k < 8; k++) v[k] = __fmul_rn(decode_fp8(((k < 4 ? codes.x : codes.y) >> (8 * (k & 3))) & 0xffu, FMT), s);
-      if constexpr (BF16) {
-        uint32_t w[4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) w[k] = (uint32_t)encode_bf16(v[2 * k]) | ((uint32_t)encode_bf16(v[2 * k + 1]) << 16);
-        *reinterpret_cast<uint4*>(static_cast<uint16_t*>(out) + i) = make_uint4(w[0], w[1], w[2], w[3]);
-        continue;
-      }
     }
-    uint4* o = reinterpret_cast<uint4*>(static_cast<float*>(out) + i);
-    o[0] = make_uint4(f2u(v[0]), f2u(v[1]), f2u(v[2]), f2u(v[3]));
-    o[1] = make_uint4(f2u(v[4]), f2u(v[5]), f2u(v[6]), f2u(v[7]));
+    if constexpr (BF16) {
+      uint32_t w[4];
+#pragma unroll
+      for (int k = 0; k < 4; k++)
+        w[k] = nan ? (uint32_t)encode_bf16(v[2 * k]) | ((uint32_t)encode_bf16(v[2 * k + 1]) << 16) : bf16x2_rn(v[2 * k], v[2 * k + 1]);
+      *reinterpret_cast<uint4*>(static_cast<uint16_t*>(out) + i) = make_uint4(w[0], w[1], w[2], w[3]);
+    } else {
+      uint4* o = reinterpret_cast<uint4*>(static_cast<float*>(out) + i);
+      o[0] = make_uint4(f2u(v[0]), f2u(v[1]), f2u(v[2]), f2u(v[3]));
+      o[1] = make_uint4(f2u(v[4]), f2u(v[5]), f2u(v[6]), f2u(v[7]));
+    }
   }
 }
 
