@@ -1,0 +1,2 @@
+// @octet/native-common — placeholder, filled in by this change
+export {};

@@ -1,0 +1,2 @@
+// @octet/plot — placeholder, filled in by this change
+export {};

@@ -1,0 +1,2 @@
+// @octet/schedules — placeholder, filled in by this change
+export {};
