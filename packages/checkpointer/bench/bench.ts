@@ -9,7 +9,7 @@ import { performance } from "node:perf_hooks";
 import { execSync } from "node:child_process";
 import { CheckpointClient } from "../src/client.js";
 import { IO_CHUNK_BYTES } from "../src/io.js";
-import type { Tensor } from "../src/safetensors.js";
+import type { Tensor } from "@octet/numerics";
 import { startChild } from "../src/testing/child.js";
 import { CheckpointStore } from "../src/store.js";
 

@@ -2,8 +2,7 @@
 
 import { DEFAULT_MAX_MESSAGE_BYTES, callUnary, createClient, octet, services, waitForReady, type ClientOptions, type Metadata } from "@octet/proto";
 import type * as grpc from "@grpc/grpc-js";
-import { checkDType } from "./dtypes.js";
-import type { Tensor } from "./safetensors.js";
+import { type Tensor, checkDType } from "@octet/numerics";
 import type { CheckpointInfo, CorruptionReport, ListedCheckpoint } from "./store.js";
 
 type Client = services.checkpoint.v1.CheckpointServiceClient;

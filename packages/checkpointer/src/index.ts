@@ -1,6 +1,8 @@
 // @octet/checkpointer — safetensors checkpoints: format, atomic verified store, gRPC service and client.
 
-export { DTYPES, DTYPE_SIZES, type DType, isDType, checkDType, dtypeSize, numElements, tensorByteLength } from "./dtypes.js";
+// The safetensors codec and dtype table live in @octet/numerics (one codec for checkpoints and model state files);
+// they stay available from here under the names this package has always documented.
+export { DTYPES, DTYPE_SIZES, type DType, isDType, checkDType, dtypeSize, numElements, tensorByteLength } from "@octet/numerics";
 export {
   MAX_HEADER_BYTES,
   METADATA_KEY,
@@ -15,7 +17,7 @@ export {
   readHeaderFromFile,
   serialize,
   deserialize,
-} from "./safetensors.js";
+} from "@octet/numerics";
 export { CheckpointError, CorruptCheckpointError, type CheckpointErrorCode } from "./errors.js";
 export { checkRunName, checkTensorName, checkStep, stepDirName, shardFileName } from "./names.js";
 export { MANIFEST_FORMAT, MANIFEST_OBJECT, ManifestSchema, type Manifest, type ManifestShard, type ManifestTensor, encodeManifest, decodeManifest } from "./manifest.js";

@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { deserialize, parseHeader, type Tensor } from "./safetensors.js";
+import { deserialize, parseHeader, type Tensor } from "@octet/numerics";
 import { CheckpointStore } from "./store.js";
 import { NUMPY_METADATA, numpyTensors, torchTensors } from "./testing/interop-values.js";
 import { tempDir } from "./testing/util.js";

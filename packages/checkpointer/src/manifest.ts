@@ -3,7 +3,7 @@
 
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import { DTYPES, type DType } from "./dtypes.js";
+import { DTYPES, type DType } from "@octet/numerics";
 
 export const MANIFEST_FORMAT = "octet.checkpoint/v1";
 export const MANIFEST_OBJECT = "manifest.json";

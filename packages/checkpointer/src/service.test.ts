@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { createClient, createLogger, octet, services } from "@octet/proto";
 import { CheckpointClient } from "./client.js";
-import { serialize } from "./safetensors.js";
+import { serialize } from "@octet/numerics";
 import { type RunningCheckpointServer, startCheckpointServer } from "./server.js";
 import { byteTensor, f32Tensor, tempDir } from "./testing/util.js";
 

@@ -1,10 +1,9 @@
 // gRPC CheckpointService (octet.checkpoint.v1) over a CheckpointStore.
 
 import { ServiceError, clientStreaming, octet, serverStreaming, services, status, unary, type CallContext } from "@octet/proto";
-import { checkDType, tensorByteLength } from "./dtypes.js";
+import { type Tensor, checkDType, deserialize, tensorByteLength } from "@octet/numerics";
 import { CheckpointError } from "./errors.js";
 import { checkRunName, checkStep, checkTensorName } from "./names.js";
-import { deserialize, type Tensor } from "./safetensors.js";
 import type { CheckpointInfo, CheckpointStore, ListedCheckpoint } from "./store.js";
 
 type Handlers = services.checkpoint.v1.CheckpointServiceHandlers;

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { CheckpointError, CorruptCheckpointError } from "./errors.js";
 import { decodeManifest } from "./manifest.js";
-import { deserialize, serialize } from "./safetensors.js";
+import { deserialize, serialize } from "@octet/numerics";
 import { CheckpointStore, planShards } from "./store.js";
 import { byteTensor, f32Tensor, mountTmpfs, tempDir } from "./testing/util.js";
 

@@ -5,12 +5,11 @@
 import { randomUUID } from "node:crypto";
 import { totalmem } from "node:os";
 import { readFile, stat } from "node:fs/promises";
-import { DTYPE_SIZES, checkDType, tensorByteLength } from "./dtypes.js";
+import { DTYPE_SIZES, type Tensor, type TensorSpec, checkDType, deserialize, encodeHeader, parseHeaderJson, readHeaderLength, tensorByteLength } from "@octet/numerics";
 import { CheckpointError, CorruptCheckpointError, fsError } from "./errors.js";
 import { HashingWriter, IO_CHUNK_BYTES, hashObject, readAllHashed, readFully } from "./io.js";
 import { MANIFEST_FORMAT, MANIFEST_OBJECT, type Manifest, type ManifestTensor, decodeManifest, encodeManifest } from "./manifest.js";
 import { checkRunName, checkStep, checkTensorName, shardFileName } from "./names.js";
-import { type Tensor, type TensorSpec, deserialize, encodeHeader, parseHeaderJson, readHeaderLength } from "./safetensors.js";
 import { type CheckpointStorage, type ObjectReader, LocalStorage } from "./storage.js";
 
 export interface RetentionPolicy {

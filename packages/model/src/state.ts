@@ -1,16 +1,18 @@
 // Training state as named tensors (parameters, AdamW moments, router biases, scaler histories, RNG) plus a
 // small JSON metadata record (step, data position, balancer steps, …), written as one safetensors file —
 // the format @octet/checkpointer shards and @octet/ema-keeper holds, readable by Hugging Face tools.
+// The bytes are @octet/numerics' safetensors codec's; this file only fixes the model's conventions: tensors in
+// name order, the metadata as JSON under __metadata__.octet, and the four dtypes model state uses.
 
 import { readFileSync, writeFileSync, renameSync } from "node:fs";
+import { type DType, type Tensor, type TypedTensor, bytesOf, deserialize, serialize, typedArrayOf } from "@octet/numerics";
 
-export type TensorDtype = "F32" | "BF16" | "U32" | "I32";
+/** The dtypes of model state: parameters and moments (F32, or BF16 bit patterns), counters and RNG words. */
+export const MODEL_DTYPES = ["F32", "BF16", "U32", "I32"] as const satisfies readonly DType[];
+export type TensorDtype = (typeof MODEL_DTYPES)[number];
 
-export interface NamedTensor {
-  dtype: TensorDtype;
-  shape: number[];
-  data: Float32Array | Uint16Array | Uint32Array | Int32Array;
-}
+/** A state tensor: the typed array of its dtype (Float32Array, Uint16Array for BF16, Uint32Array, Int32Array). */
+export type NamedTensor = TypedTensor<TensorDtype>;
 
 export interface TrainingState {
   tensors: Map<string, NamedTensor>;
@@ -18,50 +20,34 @@ export interface TrainingState {
   meta: Record<string, unknown>;
 }
 
-const BYTES: Record<TensorDtype, number> = { F32: 4, BF16: 2, U32: 4, I32: 4 };
+/** The __metadata__ key holding the JSON of TrainingState.meta. */
+const META_KEY = "octet";
+
+function isModelDtype(dtype: DType): dtype is TensorDtype {
+  return (MODEL_DTYPES as readonly DType[]).includes(dtype);
+}
 
 /** Serialize to safetensors bytes (tensors in name order, metadata under __metadata__.octet). */
 export function encodeSafetensors(state: TrainingState): Buffer {
   const names = [...state.tensors.keys()].sort();
-  const header: Record<string, unknown> = { __metadata__: { octet: JSON.stringify(state.meta) } };
-  let offset = 0;
-  for (const name of names) {
+  const tensors: Tensor[] = names.map((name) => {
     const t = state.tensors.get(name)!;
-    const bytes = t.data.length * BYTES[t.dtype];
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += " "; // align the data to 8 bytes
-  const headerBytes = Buffer.from(json, "utf8");
-  const out = Buffer.alloc(8 + headerBytes.length + offset);
-  out.writeBigUInt64LE(BigInt(headerBytes.length), 0);
-  headerBytes.copy(out, 8);
-  let pos = 8 + headerBytes.length;
-  for (const name of names) {
-    const t = state.tensors.get(name)!;
-    const src = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    src.copy(out, pos);
-    pos += src.length;
-  }
-  return out;
+    return { name, dtype: t.dtype, shape: t.shape, data: bytesOf(t.data) };
+  });
+  return serialize(tensors, { [META_KEY]: JSON.stringify(state.meta) });
 }
 
-export function decodeSafetensors(buf: Buffer): TrainingState {
-  const n = Number(buf.readBigUInt64LE(0));
-  type Entry = { dtype: TensorDtype; shape: number[]; data_offsets: [number, number] };
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString("utf8")) as Record<string, unknown>;
-  const base = 8 + n;
+/** The state in safetensors bytes; each tensor gets its own aligned copy of its data (none is a view of `buf`). */
+export function decodeSafetensors(buf: Uint8Array): TrainingState {
+  const file = deserialize(buf);
   const tensors = new Map<string, NamedTensor>();
-  for (const [name, entry] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    const h = entry as Entry;
-    const bytes = buf.subarray(base + h.data_offsets[0], base + h.data_offsets[1]);
-    const copy = new Uint8Array(bytes).buffer; // aligned copy
-    const data = h.dtype === "F32" ? new Float32Array(copy) : h.dtype === "BF16" ? new Uint16Array(copy) : h.dtype === "U32" ? new Uint32Array(copy) : new Int32Array(copy);
-    tensors.set(name, { dtype: h.dtype, shape: h.shape, data });
+  for (const t of file.tensors) {
+    if (!isModelDtype(t.dtype)) {
+      throw new RangeError(`tensor ${JSON.stringify(t.name)}: dtype ${t.dtype} is not a model state dtype (${MODEL_DTYPES.join(", ")})`);
+    }
+    tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data: typedArrayOf(t.dtype, t.data, { copy: true }) });
   }
-  const meta = JSON.parse((header.__metadata__ as { octet?: string } | undefined)?.octet ?? "{}") as Record<string, unknown>;
+  const meta = JSON.parse(file.metadata?.[META_KEY] ?? "{}") as Record<string, unknown>;
   return { tensors, meta };
 }
 

@@ -53,6 +53,41 @@ export {
   DelayedScaler,
 } from "./recipes.js";
 
+export {
+  type DType,
+  type DTypeArrays,
+  type DTypeInfo,
+  type TypedArrayFor,
+  type TypedArrayConstructorOf,
+  type TensorSpec,
+  type Tensor,
+  type TypedTensor,
+  DTYPE_INFO,
+  DTYPES,
+  DTYPE_SIZES,
+  isDType,
+  checkDType,
+  dtypeSize,
+  numElements,
+  tensorByteLength,
+  bytesOf,
+  typedArrayOf,
+} from "./safetensors-dtypes.js";
+
+export {
+  type TensorEntry,
+  type SafetensorsHeader,
+  MAX_HEADER_BYTES,
+  METADATA_KEY,
+  encodeHeader,
+  parseHeader,
+  parseHeaderJson,
+  readHeaderLength,
+  readHeaderFromFile,
+  serialize,
+  deserialize,
+} from "./safetensors.js";
+
 export { type AccumulationStudyRow, runAccumulationStudy } from "./study.js";
 
 export { numericsHandlers, startNumericsServer, type NumericsServiceOptions } from "./service/server.js";

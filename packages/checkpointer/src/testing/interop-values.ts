@@ -1,7 +1,6 @@
 // The tensors of the interoperability check, defined exactly as interop/check.py defines them (arange-based,
 // all exactly representable), as little-endian bytes.
-import { encodeBf16, encodeFp8 } from "@octet/numerics";
-import type { Tensor } from "../safetensors.js";
+import { type Tensor, encodeBf16, encodeFp8 } from "@octet/numerics";
 
 const range = (n: number, f: (i: number) => number) => Array.from({ length: n }, (_, i) => f(i));
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();

@@ -1,7 +1,12 @@
+// The safetensors codec: exact bytes of the writer, round trips of every dtype, the dtype table's typed arrays,
+// and the validation of malformed files (truncation, lying offsets, dtype/shape mismatch, overlaps, header size).
 import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
-import { DTYPES, DTYPE_SIZES, tensorByteLength } from "./dtypes.js";
-import { MAX_HEADER_BYTES, deserialize, encodeHeader, parseHeader, serialize } from "./safetensors.js";
+import { DTYPES, DTYPE_INFO, DTYPE_SIZES, bytesOf, tensorByteLength, typedArrayOf } from "./safetensors-dtypes.js";
+import { MAX_HEADER_BYTES, deserialize, encodeHeader, parseHeader, readHeaderFromFile, serialize } from "./safetensors.js";
 
 function hex(b: Uint8Array): string {
   return Buffer.from(b).toString("hex");
@@ -122,8 +127,64 @@ test("rejects malformed files with clear errors", () => {
 
 test("writer refuses bad tensors", () => {
   assert.throws(() => serialize([{ name: "a", dtype: "F32", shape: [2], data: new Uint8Array(7) }]), RangeError);
+  // Same byte length, but a Float32Array would be converted value by value instead of copied.
+  assert.throws(() => serialize([{ name: "a", dtype: "F32", shape: [2], data: new Float32Array(2) as unknown as Uint8Array }]), /must be a Uint8Array/);
   assert.throws(() => encodeHeader([{ name: "a", dtype: "X" as "F32", shape: [1] }]), TypeError);
   assert.throws(() => encodeHeader([{ name: "a", dtype: "U8", shape: [1] }, { name: "a", dtype: "U8", shape: [1] }]), /duplicate/);
   assert.throws(() => encodeHeader([{ name: "__metadata__", dtype: "U8", shape: [1] }]), /reserved/);
   assert.throws(() => encodeHeader([{ name: "a", dtype: "U8", shape: [1.5] }]), RangeError);
+});
+
+test("dtype table: every dtype's typed array holds its elements (C64 as float32 pairs)", () => {
+  for (const dtype of DTYPES) {
+    const { array, bytes, name } = DTYPE_INFO[dtype];
+    assert.equal(name, dtype);
+    assert.equal(DTYPE_SIZES[dtype], bytes);
+    assert.equal(bytes % array.BYTES_PER_ELEMENT, 0, dtype);
+    const data = new Uint8Array(3 * bytes).map((_, i) => i + 1);
+    const typed = typedArrayOf(dtype, data);
+    assert.equal(typed.byteLength, data.byteLength, dtype);
+    assert.deepEqual(Buffer.from(bytesOf(typed)), Buffer.from(data), dtype);
+  }
+  assert.ok(typedArrayOf("F32", new Uint8Array(8)) instanceof Float32Array);
+  assert.ok(typedArrayOf("BF16", new Uint8Array(8)) instanceof Uint16Array);
+  assert.ok(typedArrayOf("I64", new Uint8Array(8)) instanceof BigInt64Array);
+  assert.equal(typedArrayOf("C64", new Uint8Array(16)).length, 4);
+});
+
+test("typedArrayOf: a view where aligned, a copy where not or when asked; bad input refused", () => {
+  const file = new Uint8Array(16);
+  new Float32Array(file.buffer, 4, 2).set([1.5, -2]);
+  const view = typedArrayOf("F32", file.subarray(4, 12));
+  assert.deepEqual([...view], [1.5, -2]);
+  assert.equal(view.buffer, file.buffer, "aligned bytes are viewed, not copied");
+  const copy = typedArrayOf("F32", file.subarray(4, 12), { copy: true });
+  assert.notEqual(copy.buffer, file.buffer);
+  assert.deepEqual([...copy], [1.5, -2]);
+  const odd = new Uint8Array(9);
+  odd.set(file.subarray(4, 12), 1);
+  const misaligned = typedArrayOf("F32", odd.subarray(1));
+  assert.deepEqual([...misaligned], [1.5, -2]);
+  assert.notEqual(misaligned.buffer, odd.buffer);
+  assert.throws(() => typedArrayOf("F32", new Uint8Array(6)), /6 bytes is not a whole number of 4-byte elements/);
+  assert.throws(() => typedArrayOf("Q7" as "F32", new Uint8Array(4)), TypeError);
+  assert.throws(() => typedArrayOf("F32", [0, 0, 0, 0] as unknown as Uint8Array), TypeError);
+});
+
+test("readHeaderFromFile reads and validates the header only; refuses a truncated file", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "octet-safetensors-"));
+  try {
+    const bytes = serialize([{ name: "w", dtype: "F32", shape: [2, 2], data: new Uint8Array(16) }], { format: "pt" });
+    await writeFile(join(dir, "ok.safetensors"), bytes);
+    const h = await readHeaderFromFile(join(dir, "ok.safetensors"));
+    assert.deepEqual(h.metadata, { format: "pt" });
+    assert.deepEqual(h.tensors, [{ name: "w", dtype: "F32", shape: [2, 2], begin: 0, end: 16 }]);
+    assert.equal(h.dataStart + h.dataBytes, bytes.length);
+    await writeFile(join(dir, "short.safetensors"), bytes.subarray(0, bytes.length - 1));
+    await assert.rejects(readHeaderFromFile(join(dir, "short.safetensors")), (e: Error) => e instanceof RangeError && /cover 16 bytes but the buffer holds 15/.test(e.message));
+    await writeFile(join(dir, "cut.safetensors"), bytes.subarray(0, 20));
+    await assert.rejects(readHeaderFromFile(join(dir, "cut.safetensors")), (e: Error) => e instanceof RangeError && /past the end of the file/.test(e.message));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -2,24 +2,16 @@
 // a multiple of 8, as Hugging Face's writer does), then the byte buffer. The header maps tensor names to
 // {dtype, shape, data_offsets: [begin, end]} (relative to the buffer) plus an optional "__metadata__" string map.
 // Tensors are contiguous, in order, non-overlapping, and cover the buffer exactly.
+//
+// The one codec of the repository: the checkpointer's shards and the model's state files are both written and
+// read here. Bad input throws TypeError (wrong kind of value) or RangeError (sizes and offsets that do not add up).
 
 import { open } from "node:fs/promises";
-import { type DType, checkDType, tensorByteLength } from "./dtypes.js";
+import { type Tensor, type TensorSpec, checkDType, tensorByteLength } from "./safetensors-dtypes.js";
 
 /** Hugging Face's limit on the header size; larger headers are refused before being read. */
 export const MAX_HEADER_BYTES = 100_000_000;
 export const METADATA_KEY = "__metadata__";
-
-export interface TensorSpec {
-  name: string;
-  dtype: DType;
-  shape: number[];
-}
-
-export interface Tensor extends TensorSpec {
-  /** Row-major, little-endian element bytes. */
-  data: Uint8Array;
-}
 
 export interface TensorEntry extends TensorSpec {
   /** Byte offsets relative to the start of the buffer that follows the header. */
@@ -182,6 +174,8 @@ export function serialize(tensors: readonly Tensor[], metadata?: Record<string, 
   header.copy(out, 0);
   tensors.forEach((t, i) => {
     const e = entries[i];
+    // A typed array here would be converted element by element by Buffer#set, not copied as bytes.
+    if (!(t.data instanceof Uint8Array)) throw new TypeError(`tensor ${JSON.stringify(t.name)}: data must be a Uint8Array (bytesOf(array) gives one)`);
     if (t.data.byteLength !== e.end - e.begin) {
       throw new RangeError(`tensor ${JSON.stringify(t.name)}: ${t.data.byteLength} data bytes, expected ${e.end - e.begin}`);
     }
