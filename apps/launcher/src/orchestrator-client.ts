@@ -1,9 +1,7 @@
-// The launcher's JobsApi over the orchestrator's gRPC JobService, through @octet/orchestrator's JobClient.
+// The launcher's JobsApi over the orchestrator's gRPC JobService, through JobClient (@octet/jobs/client).
 
-import { JobClient } from "@octet/orchestrator";
+import { FINAL_STATES, JobClient } from "@octet/jobs/client";
 import type { JobOutcome, JobsApi, JobState } from "./jobs.js";
-
-const FINAL = new Set(["completed", "failed", "cancelled"]);
 
 /** Connects to JobService at host:port (waits up to readyMs for the channel). */
 export async function connectJobs(address: string, readyMs = 10_000): Promise<JobsApi> {
@@ -27,7 +25,7 @@ export async function connectJobs(address: string, readyMs = 10_000): Promise<Jo
       if (signal.aborted) throw signal.reason;
       // The stream ended with the job: read it once more, with its whole loss curve.
       const view = await client.get(id, { curve: true });
-      if (!FINAL.has(view.state)) throw new Error(`the watch of job ${id} ended while the job is ${view.state}`);
+      if (!FINAL_STATES.has(view.state)) throw new Error(`the watch of job ${id} ended while the job is ${view.state}`);
       return {
         id,
         state: view.state as JobOutcome["state"],

@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { Queue, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
 import { JOB_NAME, QUEUE_NAME, jobOptions, validateJobSpec, type JobSpecInput } from "@octet/jobs";
-import { JobClient } from "../src/client.js";
+import { JobClient } from "@octet/jobs/client";
 
 const REDIS_URL = process.env.REDIS_URL || "redis://127.0.0.1:6379";
 const PREFIX = `bench-orch-${process.pid}`;

@@ -5,8 +5,7 @@ import { after, before, test } from "node:test";
 import type { Job } from "bullmq";
 import { JOB_NAME, jobOptions, validateJobSpec } from "@octet/jobs";
 import { deferred, startTestBed, type TestBed } from "./testing/harness.js";
-import type { JobView } from "./view.js";
-import type { WatchEvent } from "./watch.js";
+import type { JobView, WatchEvent } from "@octet/jobs/view";
 
 let bed: TestBed;
 before(async () => {

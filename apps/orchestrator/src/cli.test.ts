@@ -6,7 +6,7 @@ import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { Redis } from "ioredis";
-import { JobClient } from "./client.js";
+import { JobClient } from "@octet/jobs/client";
 import { status } from "@octet/proto";
 import { REDIS_URL, cleanupPrefix, deferred, uniquePrefix } from "./testing/harness.js";
 

@@ -6,7 +6,7 @@ import { Redis } from "ioredis";
 import { CANCELLED_REASON, type JobProgress, type JobResult } from "@octet/jobs";
 import { callUnary, status } from "@octet/proto";
 import { REDIS_URL, deferred, eventually, startTestBed, type TestBed } from "./testing/harness.js";
-import type { WatchEvent } from "./watch.js";
+import type { WatchEvent } from "@octet/jobs/view";
 
 let bed: TestBed;
 before(async () => {

@@ -9,7 +9,7 @@ import type { EventHub } from "./events.js";
 import type { OrchestratorMetrics } from "./metrics.js";
 import { renderCurveSvg, renderIndex, renderJobPage, renderJobSummary, renderNotFound } from "./pages.js";
 import { DEFAULT_CURVE_POINTS, JobStoreError, type JobStore } from "./store.js";
-import { JOB_STATES, type JobStateName } from "./view.js";
+import { JOB_STATES, type JobStateName } from "@octet/jobs/view";
 
 export interface HttpAppOptions {
   store: JobStore;

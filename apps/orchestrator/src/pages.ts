@@ -2,8 +2,7 @@
 // that is not finished refreshes itself: it re-fetches its summary fragment and its curve every refresh interval
 // and stops once the job has ended. Every link is relative, so the pages work behind a path prefix.
 import type { CurvePoint } from "@octet/jobs";
-import type { ListPage } from "./store.js";
-import { FINAL_STATES, JOB_STATES, type JobView } from "./view.js";
+import { FINAL_STATES, JOB_STATES, type JobView, type ListPage } from "@octet/jobs/view";
 
 export function esc(s: unknown): string {
   return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { createLogger, status } from "@octet/proto";
-import { JobClient } from "./client.js";
+import { JobClient } from "@octet/jobs/client";
 import { startOrchestrator } from "./orchestrator.js";
 import { eventually } from "./testing/harness.js";
 

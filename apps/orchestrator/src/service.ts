@@ -12,7 +12,7 @@ import {
   type octet,
 } from "@octet/proto";
 import { validateJobSpec } from "@octet/jobs";
-import { eventToProto, jobToProto, specInputFromRequest, statesFromProto } from "./convert.js";
+import { eventToProto, jobToProto, specInputFromRequest, statesFromProto } from "@octet/jobs/wire";
 import type { EventHub } from "./events.js";
 import { JobStoreError, type JobStore } from "./store.js";
 import { watchJob } from "./watch.js";

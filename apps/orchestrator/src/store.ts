@@ -15,7 +15,8 @@ import {
   type WorkerInfo,
 } from "@octet/jobs";
 import { cancelWaiting } from "./cancel.js";
-import { jobView, parseCurvePoint, tidyCurve, type JobStateName, type JobView } from "./view.js";
+import type { CancelOutcome, JobStateName, JobView, ListPage, QueueCounts } from "@octet/jobs/view";
+import { jobView, parseCurvePoint, tidyCurve } from "./view.js";
 
 /** How long the cancel key of a job lives (a trainer checks it when it picks the job up or runs it). */
 export const CANCEL_KEY_TTL_S = 7 * 24 * 3600;
@@ -69,23 +70,6 @@ export interface ListOptions {
   pageSize?: number;
   pageToken?: string;
 }
-
-export interface ListPage {
-  jobs: JobView[];
-  nextPageToken: string;
-  counts: QueueCounts;
-}
-
-export interface QueueCounts {
-  waiting: number;
-  delayed: number;
-  active: number;
-  completed: number;
-  /** Includes the cancelled ones. */
-  failed: number;
-}
-
-export type CancelOutcome = "cancelled-now" | "requested" | "already";
 
 function encodeToken(segment: number, offset: number, states: string): string {
   return Buffer.from(JSON.stringify({ s: segment, o: offset, f: states })).toString("base64url");

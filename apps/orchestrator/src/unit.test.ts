@@ -1,11 +1,9 @@
-// Pure pieces: curve tidying and SVG, progress/result parsing, state mapping, proto conversions.
+// Pure pieces: curve tidying and SVG, progress/result parsing, state mapping (the proto conversions are tested
+// with them in @octet/jobs: packages/jobs/src/wire.test.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { octet } from "@octet/proto";
-import { validateJobSpec } from "@octet/jobs";
-import { fitsTypedSpec, jobFromProto, jobToProto, specInputFromRequest, specToProto } from "./convert.js";
 import { esc, renderCurveSvg } from "./pages.js";
-import { parseCurvePoint, parseProgress, parseResult, stateName, tidyCurve, type JobView } from "./view.js";
+import { parseCurvePoint, parseProgress, parseResult, stateName, tidyCurve } from "./view.js";
 
 test("tidyCurve keeps the latest entry per step, sorts, and thins evenly keeping both ends", () => {
   const pts = [
@@ -64,58 +62,4 @@ test("progress and results are read defensively; BullMQ states fold into Octet's
   assert.equal(stateName("failed", "cancelled"), "cancelled");
   assert.equal(stateName("failed", "boom"), "failed");
   assert.equal(stateName("unknown", null), "unknown");
-});
-
-test("typed proto specs round-trip to the same validated spec; unset fields take the defaults", () => {
-  const input = {
-    run: "r",
-    config: "tiny",
-    recipe: "bf16" as const,
-    seed: 9,
-    steps: 12,
-    batchSize: 4,
-    evalEvery: 3,
-    data: { kind: "text" as const, path: "/d.txt", valFraction: 0.2 },
-    checkpoint: { every: 4 },
-    ema: { enabled: false },
-    gpus: 2,
-    priority: 5,
-    retries: 0,
-  };
-  assert.ok(fitsTypedSpec(input));
-  const wire = octet.orchestrator.v1.SubmitJobRequest.decode(octet.orchestrator.v1.SubmitJobRequest.encode({ spec: specToProto(input) }).finish());
-  assert.deepEqual(validateJobSpec(specInputFromRequest(wire)), validateJobSpec(input));
-  const empty = octet.orchestrator.v1.SubmitJobRequest.decode(octet.orchestrator.v1.SubmitJobRequest.encode({ spec: {} }).finish());
-  assert.deepEqual(specInputFromRequest(empty), {});
-  const custom = { config: { model: { dModel: 64 } } };
-  assert.deepEqual(specInputFromRequest({ spec: specToProto(custom) }), custom);
-  assert.ok(!fitsTypedSpec({ steps: -1 }));
-  assert.throws(() => specInputFromRequest({ specJson: "{" }), /spec_json: not valid JSON/);
-});
-
-test("JobView → Job message → JobView is lossless for what the proto carries", () => {
-  const view: JobView = {
-    id: "7",
-    name: "train",
-    state: "completed",
-    cancelRequested: false,
-    spec: validateJobSpec({ run: "x" }),
-    specError: null,
-    data: { run: "x" },
-    run: "x",
-    priority: 10,
-    attemptsMade: 2,
-    maxAttempts: 4,
-    createdAt: 1000,
-    startedAt: 2000,
-    finishedAt: 3000,
-    progress: { phase: "stopping", step: 9, totalSteps: 9, loss: 1.5, valLoss: null, tokensPerSec: 10, lastCheckpoint: { step: 9, path: "/c" }, resumedFrom: 4, attempt: 2, workerId: "w" },
-    result: { run: "x", step: 9, loss: 1.5, valLoss: 1.6, tokensPerSec: 10, recipe: "fp8", entropyRate: null, unigramEntropy: 2, checkpoints: [{ step: 9, path: "/c" }], emaStep: null, resumedFrom: 4, seconds: 3 },
-    failedReason: "worker died",
-    stacktrace: ["Error: x"],
-    checkpoints: [{ step: 9, path: "/c" }],
-    curve: [{ step: 1, loss: 3, valLoss: 3.1 }],
-  };
-  const wire = octet.orchestrator.v1.Job.decode(octet.orchestrator.v1.Job.encode(jobToProto(view)).finish());
-  assert.deepEqual(jobFromProto(wire), view);
 });

@@ -1,6 +1,6 @@
-// JobView: what the orchestrator shows of a BullMQ job, the same through gRPC, the JSON API and the web pages.
-// It is computed from the job as BullMQ stores it, so a job added with plain BullMQ looks exactly like one
-// submitted through JobService.
+// JobView (defined in @octet/jobs/view): what the orchestrator shows of a BullMQ job, the same through gRPC, the
+// JSON API and the web pages. It is computed here from the job as BullMQ stores it, so a job added with plain
+// BullMQ looks exactly like one submitted through JobService.
 import type { Job } from "bullmq";
 import {
   CANCELLED_REASON,
@@ -12,50 +12,7 @@ import {
   type JobResult,
   type JobSpec,
 } from "@octet/jobs";
-
-/** An Octet job state: BullMQ's states folded (wait, prioritized, paused, waiting-children → waiting) plus cancelled. */
-export type JobStateName = "waiting" | "delayed" | "active" | "completed" | "failed" | "cancelled";
-export const JOB_STATES: readonly JobStateName[] = ["waiting", "delayed", "active", "completed", "failed", "cancelled"];
-/** States a job does not leave (BullMQ's retry of a failed job aside). */
-export const FINAL_STATES: ReadonlySet<string> = new Set(["completed", "failed", "cancelled"]);
-
-export interface CheckpointRef {
-  step: number;
-  path: string;
-}
-
-export interface JobView {
-  id: string;
-  /** BullMQ job name ("train"). */
-  name: string;
-  /** "unknown" only for a job BullMQ finds in no state (being removed). */
-  state: JobStateName | "unknown";
-  /** CancelJob was called (a running job keeps running until its trainer stops at its next step). */
-  cancelRequested: boolean;
-  /** The validated spec with defaults filled; null when the job's data is not a valid spec (see specError). */
-  spec: JobSpec | null;
-  specError: string | null;
-  /** The job's data as BullMQ stores it. */
-  data: unknown;
-  /** The run it trains (spec.run or "job-<id>"); null when the spec is invalid. */
-  run: string | null;
-  priority: number;
-  attemptsMade: number;
-  maxAttempts: number;
-  /** Epoch milliseconds. */
-  createdAt: number;
-  startedAt: number | null;
-  finishedAt: number | null;
-  progress: JobProgress | null;
-  result: JobResult | null;
-  /** BullMQ's failedReason: of the failed (or cancelled) job, or of the last failed attempt of a retried one. */
-  failedReason: string | null;
-  stacktrace: string[];
-  /** The result's checkpoints, or the latest one reported in progress. */
-  checkpoints: CheckpointRef[];
-  /** The loss curve, where asked for. */
-  curve?: CurvePoint[];
-}
+import type { CheckpointRef, JobStateName, JobView } from "@octet/jobs/view";
 
 /** BullMQ state (job.getState() or the set a job was listed from) → Octet state. */
 export function stateName(bullState: string, failedReason: string | null | undefined): JobStateName | "unknown" {

@@ -1,14 +1,9 @@
 // watchJob: a job's state changes and progress as a stream of events, from QueueEvents (pushed) with a periodic
 // re-read of the job as a safety net (an event read before the subscription, or lost while Redis restarted).
-import type { JobProgress } from "@octet/jobs";
 import type { EventHub } from "./events.js";
 import { JobStoreError, type JobStore } from "./store.js";
-import { FINAL_STATES, parseProgress, type JobView } from "./view.js";
-
-export type WatchEvent =
-  | { kind: "snapshot"; state: JobView["state"]; job: JobView; progress: JobProgress | null; time: number }
-  | { kind: "state"; state: JobView["state"]; job: JobView; progress: JobProgress | null; time: number }
-  | { kind: "progress"; state: JobView["state"]; progress: JobProgress; time: number };
+import { FINAL_STATES, type WatchEvent } from "@octet/jobs/view";
+import { parseProgress } from "./view.js";
 
 export interface WatchOptions {
   signal?: AbortSignal;

@@ -5,7 +5,7 @@ import { Queue, Worker, type Processor } from "bullmq";
 import { Redis } from "ioredis";
 import { QUEUE_NAME, keysFor, type OctetKeys } from "@octet/jobs";
 import { createLogger } from "@octet/proto";
-import { JobClient } from "../client.js";
+import { JobClient } from "@octet/jobs/client";
 import { startOrchestrator, type Orchestrator } from "../orchestrator.js";
 
 export const REDIS_URL = process.env.REDIS_URL || "redis://127.0.0.1:6379";

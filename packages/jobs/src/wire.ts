@@ -1,9 +1,9 @@
-// Proto messages ⇄ job specs and JobViews. The server turns requests into spec input (validated by @octet/jobs)
-// and JobViews into Job messages; the client (JobClient) does the reverse.
+// JobService's messages (octet.orchestrator.v1) ⇄ job specs and JobViews, for both ends: the server (the
+// orchestrator) turns requests into spec input (validated by validateJobSpec) and JobViews into Job messages;
+// the client (JobClient) does the reverse.
 import { octet } from "@octet/proto";
-import type { CurvePoint, JobPhase, JobProgress, JobResult, JobSpec, JobSpecInput } from "@octet/jobs";
-import type { WatchEvent } from "./watch.js";
-import type { JobStateName, JobView } from "./view.js";
+import type { CurvePoint, JobPhase, JobProgress, JobResult, JobSpec, JobSpecInput } from "./index.js";
+import type { JobStateName, JobView, WatchEvent } from "./view.js";
 
 const pb = octet.orchestrator.v1;
 const S = pb.JobState;

@@ -1,10 +1,12 @@
-// JobClient: a small typed client of JobService for the launcher, tests and scripts.
+// JobClient: a small typed client of the orchestrator's gRPC JobService, for the launcher, tests and scripts
+// (`@octet/jobs/client`; the package root stays free of gRPC for programs that submit with plain BullMQ).
 import { Metadata, callUnary, createClient, octet, services, status, waitForReady, type ClientOptions } from "@octet/proto";
-import type { JobSpecInput } from "@octet/jobs";
-import { eventFromProto, fitsTypedSpec, jobFromProto, specToProto, stateToProto } from "./convert.js";
-import type { ListPage, CancelOutcome } from "./store.js";
-import type { JobStateName, JobView } from "./view.js";
-import type { WatchEvent } from "./watch.js";
+import type { JobSpecInput } from "./index.js";
+import type { CancelOutcome, JobStateName, JobView, ListPage, WatchEvent } from "./view.js";
+import { eventFromProto, fitsTypedSpec, jobFromProto, specToProto, stateToProto } from "./wire.js";
+
+// The views the client returns, so that one import serves a client's user.
+export { FINAL_STATES, JOB_STATES, type CancelOutcome, type CheckpointRef, type JobStateName, type JobView, type ListPage, type QueueCounts, type WatchEvent } from "./view.js";
 
 export interface SubmitOptions {
   /** Idempotency: a job with this id is returned unchanged if it exists. */
