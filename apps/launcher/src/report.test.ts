@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import type { JobProgress, JobResult } from "@octet/jobs";
+import { lineChartSvg, smooth, ticks } from "@octet/plot";
 import { emaReady, jsonReady } from "./launch.js";
 import { parseOptions } from "./options.js";
-import { lineChartSvg, smooth, ticks } from "./plot.js";
 import { checkpointPath, curveSvg, relDiff, reportLines } from "./report.js";
 import { eta, formatDuration } from "./ui.js";
 

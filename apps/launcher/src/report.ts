@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, join, relative } from "node:path";
 import { stepDirName } from "@octet/checkpointer";
 import type { CurvePoint, JobResult } from "@octet/jobs";
-import { lineChartSvg, smooth, type Series } from "./plot.js";
+import { type ReferenceLine, type Series, lineChartSvg, smooth } from "@octet/plot";
 
 export interface FinishedJob {
   id: string;
@@ -26,9 +26,9 @@ export function curveSvg(config: string, jobs: FinishedJob[]): string {
     if (val.length) series.push({ name: `${j.recipe} val`, color, points: val, dashed: true, dots: true });
   }
   const r = jobs[0]?.result;
-  const hlines = [];
-  if (r?.entropyRate !== null && r?.entropyRate !== undefined) hlines.push({ name: "entropy floor", y: r.entropyRate, color: "#444" });
-  return lineChartSvg({ title: `Octet — ${config}: loss (nats/token) by step`, xLabel: "step", yLabel: "loss (nats/token)", series, hlines });
+  const referenceLines: ReferenceLine[] = [];
+  if (r?.entropyRate !== null && r?.entropyRate !== undefined) referenceLines.push({ name: "entropy floor", y: r.entropyRate, color: "#444" });
+  return lineChartSvg({ title: `Octet — ${config}: loss (nats/token) by step`, xLabel: "step", yLabel: "loss (nats/token)", series, referenceLines });
 }
 
 /**
