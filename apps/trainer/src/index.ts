@@ -5,7 +5,6 @@ export { JobRun, type JobEnv, type JobOutcome, type StopReason, type CheckpointR
 export { SlotPool } from "./slots.js";
 export { detectGpus, parseNvidiaSmi, decideOffer, NVIDIA_SMI_ARGS, type GpuInfo, type Offer } from "./gpus.js";
 export { pingRedis, createRedis, redactUrl } from "./redis.js";
-export { loadJobData } from "./data.js";
 export {
   META_MODEL,
   META_TRAINER,

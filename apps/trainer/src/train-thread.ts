@@ -1,10 +1,10 @@
-// A job's training thread: builds the Trainer, restores the state it is given, and trains step by step,
-// posting each step's report, the parameters for the EMA, and the state at checkpoints to the main thread.
-// It stops after the current step when the main thread sets the shared stop word (cancel, shutdown).
+// A job's training thread: loads the job's data, builds the Trainer, restores the state it is given, and runs
+// @octet/model's training loop, posting each step's report, the parameters for the EMA, and the state at
+// checkpoints to the main thread. It stops after the current step when the main thread sets the shared stop
+// word (cancel, shutdown).
 
 import { parentPort, workerData } from "node:worker_threads";
-import { type NamedTensor, type TensorDtype, Trainer, type TrainingState } from "@octet/model";
-import { loadJobData } from "./data.js";
+import { type NamedTensor, type TensorDtype, Trainer, type TrainingState, loadDataset, trainLoop } from "@octet/model";
 import { CTRL_SAVE_BUSY, CTRL_STOP, type ThreadInit, type ThreadMessage, type WireTensor } from "./protocol.js";
 
 const port = parentPort!;
@@ -37,8 +37,11 @@ function typed(dtype: string, bytes: Uint8Array): NamedTensor["data"] {
   }
 }
 
+/** A training state as it crosses to the main thread. */
+type WireState = { tensors: WireTensor[]; meta: string };
+
 /** The whole state, copied (each tensor in its own buffer, to be transferred). */
-function exportWire(trainer: Trainer): { tensors: WireTensor[]; meta: string } {
+function exportWire(trainer: Trainer): WireState {
   const s = trainer.exportState();
   const tensors: WireTensor[] = [];
   for (const [name, t] of s.tensors) {
@@ -51,9 +54,10 @@ class Unrecoverable extends Error {}
 
 async function main(): Promise<void> {
   const { spec, config } = init;
+  // The job's data is config.data: resolveConfig put the spec's data there (or kept the config's).
   let data;
   try {
-    data = await loadJobData(spec, config, init.specHadData);
+    data = await loadDataset(config.data, config.model.vocabSize);
   } catch (e) {
     if (e instanceof RangeError || e instanceof TypeError) throw new Unrecoverable(`invalid job spec: data: ${e.message}`);
     throw e;
@@ -74,49 +78,52 @@ async function main(): Promise<void> {
       throw new Unrecoverable(`the run's checkpoint does not fit this job: ${(e as Error).message}`);
     }
   }
-  const params: { name: string; shape: number[] }[] = [];
-  for (const [name, t] of trainer.exportState().tensors) if (name.startsWith("param/")) params.push({ name: name.slice(6), shape: [...t.shape] });
+  const params = trainer.parameters().map((p) => ({ name: p.name, shape: [...p.shape] }));
   post({ type: "ready", step: trainer.step, params, entropyRate: data.entropyRate ?? null, unigramEntropy: data.unigramEntropy ?? null });
   // The main thread sets up the EMA for these parameters, then says "go".
   await new Promise((resolve) => port.once("message", resolve));
 
-  const total = config.train.steps;
-  const { evalEvery } = config.train;
-  const every = spec.checkpoint.every;
   let loss: number | null = null;
   let valLoss: number | null = null;
-  let lastSaved = trainer.step;
-  let evaluatedAt = -1;
-  while (trainer.step < total && Atomics.load(control, CTRL_STOP) === 0) {
-    const r = trainer.trainStep();
-    loss = r.loss;
-    const m: ThreadMessage = { type: "step", step: r.step, loss: r.loss, tokens: r.tokens, ms: r.ms };
-    if (r.step % evalEvery === 0 || r.step === total) {
-      valLoss = trainer.evaluate();
-      evaluatedAt = r.step;
-      m.valLoss = valLoss;
-    }
-    post(m);
-    if (init.emaEvery > 0 && r.step % init.emaEvery === 0) {
-      const names: string[] = [];
-      const arrays: Float32Array[] = [];
-      for (const [name, t] of trainer.exportState().tensors) {
-        if (!name.startsWith("param/")) continue;
-        names.push(name.slice(6));
-        arrays.push((t.data as Float32Array).slice());
+  // The final checkpoint goes with the "end" message, after the final evaluation.
+  const finalCheckpoint: { state: WireState | null } = { state: null };
+  const result = trainLoop(trainer, {
+    // The job reports the main model's validation loss only.
+    evalMtp: false,
+    onStep: (r, evaluation) => {
+      loss = r.loss;
+      const m: ThreadMessage = { type: "step", step: r.step, loss: r.loss, tokens: r.tokens, ms: r.ms };
+      if (evaluation) {
+        valLoss = evaluation.loss;
+        m.valLoss = evaluation.loss;
       }
-      post({ type: "ema", step: r.step, names, arrays }, arrays.map((a) => a.buffer as ArrayBuffer));
-    }
-    if (r.step % every === 0 && r.step < total && Atomics.load(control, CTRL_STOP) === 0 && Atomics.load(control, CTRL_SAVE_BUSY) === 0) {
+      post(m);
+    },
+    parametersEvery: init.emaEvery,
+    onParameters: (step, parameters) => {
+      const arrays = parameters.map((p) => p.data.slice());
+      post({ type: "ema", step, names: parameters.map((p) => p.name), arrays }, arrays.map((a) => a.buffer as ArrayBuffer));
+    },
+    checkpointEvery: spec.checkpoint.every,
+    onCheckpoint: (step, isFinal) => {
+      if (isFinal) {
+        finalCheckpoint.state = exportWire(trainer);
+        return true;
+      }
+      // The main thread still stages the previous checkpoint: skip this one (the next or the final follows).
+      if (Atomics.load(control, CTRL_SAVE_BUSY) !== 0) return false;
       const w = exportWire(trainer);
-      lastSaved = r.step;
-      post({ type: "checkpoint", step: r.step, tensors: w.tensors, meta: w.meta, loss, valLoss }, w.tensors.map((t) => t.data.buffer as ArrayBuffer));
-    }
-  }
-  const stopped = trainer.step < total;
-  if (!stopped && evaluatedAt !== trainer.step) valLoss = trainer.evaluate();
-  const final = trainer.step > lastSaved ? exportWire(trainer) : null;
-  post({ type: "end", reason: stopped ? "stopped" : "done", step: trainer.step, loss, valLoss, final }, final ? final.tensors.map((t) => t.data.buffer as ArrayBuffer) : []);
+      post({ type: "checkpoint", step, tensors: w.tensors, meta: w.meta, loss, valLoss }, w.tensors.map((t) => t.data.buffer as ArrayBuffer));
+      return true;
+    },
+    shouldStop: () => Atomics.load(control, CTRL_STOP) !== 0,
+  });
+  if (result.evaluation) valLoss = result.evaluation.loss;
+  const final = finalCheckpoint.state;
+  post(
+    { type: "end", reason: result.stopped ? "stopped" : "done", step: result.step, loss, valLoss, final },
+    final ? final.tensors.map((t) => t.data.buffer as ArrayBuffer) : [],
+  );
 }
 
 main().catch((e: unknown) => {

@@ -9,7 +9,9 @@
 // jobOptions(spec) gives the options the orchestrator uses, so both ways behave the same.
 // Programs sharing a queue under a BullMQ prefix other than the default pass it to BullMQ and to keysFor(prefix).
 
-import { type Config, presetConfig, RECIPE_NAMES, validateConfig } from "@octet/model";
+// Only the config entry point of @octet/model (zod + @octet/schedules): a scheduler validating specs loads
+// neither the model nor its kernels, the router or MTP.
+import { type Config, dataSchema, presetConfig, RECIPE_NAMES, validateConfig } from "@octet/model/config";
 import { z } from "zod";
 
 /** The BullMQ queue every training job goes through. */
@@ -57,15 +59,6 @@ const name = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "must be 1–128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit");
 const posInt = z.number().int().positive();
 
-const dataSchema = z.discriminatedUnion("kind", [
-  /** The embedded synthetic corpus with a known entropy rate (the default). */
-  z.object({ kind: z.literal("synthetic"), seed: z.number().int().min(0).default(1) }).strict(),
-  /** A UTF-8 text file, byte-level tokens (vocabSize must be 256); the last valFraction is validation. */
-  z.object({ kind: z.literal("text"), path: z.string().min(1), valFraction: z.number().gt(0).lt(1).default(0.1) }).strict(),
-  /** llm.c / nanoGPT uint16 token shards (llm.c header). */
-  z.object({ kind: z.literal("llmc"), train: z.string().min(1), val: z.string().min(1) }).strict(),
-]);
-
 export const jobSpecSchema = z
   .object({
     /** The run: checkpoints and the EMA are kept under this name, and a retried job resumes it. Default: "job-<id>". */
@@ -80,7 +73,12 @@ export const jobSpecSchema = z
     batchSize: posInt.max(65_536).optional(),
     /** Overrides config.train.evalEvery. */
     evalEvery: posInt.optional(),
-    data: dataSchema.default({ kind: "synthetic", seed: 1 }),
+    /**
+     * What to train on, as a config's `data` (@octet/model/config's dataSchema): { kind: "synthetic", seed },
+     * { kind: "text", path, valFraction } or { kind: "llmc", train, val }. It replaces the config's data;
+     * absent, the config's own data is used (the presets: the synthetic corpus of seed 1).
+     */
+    data: dataSchema.optional(),
     checkpoint: z
       .object({
         /** Save a checkpoint every this many steps, and always at the end. */
@@ -132,14 +130,18 @@ export function validateJobSpec(input: unknown): JobSpec {
   return spec;
 }
 
-/** The @octet/model config a spec trains: the preset or given config with the spec's overrides applied, validated. */
+/**
+ * The @octet/model config a spec trains: the preset or given config with the spec's overrides (steps,
+ * batchSize, evalEvery, data) applied, validated. Its `data` is what the trainer loads.
+ */
 export function resolveConfig(spec: JobSpec): Config {
   const base = typeof spec.config === "string" ? presetConfig(spec.config) : (structuredClone(spec.config) as unknown as Config);
   const train = { ...(base.train ?? {}) } as Config["train"];
   if (spec.steps !== undefined) train.steps = spec.steps;
   if (spec.batchSize !== undefined) train.batchSize = spec.batchSize;
   if (spec.evalEvery !== undefined) train.evalEvery = spec.evalEvery;
-  return validateConfig({ ...base, train }, spec.recipe);
+  const data = spec.data ?? base.data;
+  return validateConfig({ ...base, train, data }, spec.recipe);
 }
 
 /** The run a job trains: the spec's, or "job-<id>" for a job submitted without one. */

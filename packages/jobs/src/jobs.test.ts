@@ -30,6 +30,29 @@ test("validateJobSpec names the offending field", () => {
   assert.doesNotThrow(() => validateJobSpec({ config: bad, recipe: "fp32" }));
 });
 
+test("a spec's data replaces the config's; without it the config's data stays", () => {
+  const custom = { ...resolveConfig(validateJobSpec({})), data: { kind: "synthetic", seed: 5 } };
+  assert.deepEqual(resolveConfig(validateJobSpec({ config: custom })).data, { kind: "synthetic", seed: 5 });
+  assert.deepEqual(resolveConfig(validateJobSpec({})).data, { kind: "synthetic", seed: 1 });
+  assert.equal(validateJobSpec({}).data, undefined);
+  const text = validateJobSpec({ config: custom, data: { kind: "text", path: "corpus.txt" } });
+  assert.deepEqual(text.data, { kind: "text", path: "corpus.txt", valFraction: 0.1 });
+  assert.deepEqual(resolveConfig(text).data, { kind: "text", path: "corpus.txt", valFraction: 0.1 });
+  assert.deepEqual(resolveConfig(validateJobSpec({ data: { kind: "synthetic" } })).data, { kind: "synthetic", seed: 1 });
+  const llmc = { kind: "llmc", train: "/d/train.bin", val: "/d/val.bin" } as const;
+  assert.deepEqual(resolveConfig(validateJobSpec({ config: "micro", data: llmc })).data, llmc);
+});
+
+test("a spec's data is validated by the config's data schema, with the field named", () => {
+  assert.throws(() => validateJobSpec({ data: { kind: "text", path: "" } }), (e: Error) => e instanceof RangeError && /data\.path/.test(e.message));
+  assert.throws(() => validateJobSpec({ data: { kind: "text", path: "a.txt", valFraction: 1 } }), /data\.valFraction/);
+  assert.throws(() => validateJobSpec({ data: { kind: "llmc", train: "t.bin" } }), /data\.val/);
+  assert.throws(() => validateJobSpec({ data: { kind: "parquet" } }), /data\.kind/);
+  assert.throws(() => validateJobSpec({ data: { kind: "synthetic", seed: 1, extra: 2 } }), /extra|Unrecognized/);
+  // Text is byte-level: a model whose vocabulary is not 256 is refused at submission, not by the trainer.
+  assert.throws(() => validateJobSpec({ config: "micro", data: { kind: "text", path: "a.txt" } }), /config: .*model\.vocabSize: must be 256/);
+});
+
 test("keysFor keeps the default prefix's keys and separates other prefixes", async () => {
   const { keys, keysFor } = await import("./index.js");
   assert.equal(keys.worker("w1"), "octet:worker:w1");

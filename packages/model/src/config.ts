@@ -1,8 +1,12 @@
 // Model and training configuration: one zod schema (strict: unknown keys are rejected), named presets,
 // and the checks that depend on the recipe (FP8 block alignment). Every failure is a RangeError whose
 // message lists each problem with its path, before any training starts.
+//
+// This module is also the package's entry point `@octet/model/config`, for programs that validate configs
+// and job specs without training (the job queue's contract, the orchestrator): it depends on zod and
+// @octet/schedules only, never on the model, its kernels, the router or MTP.
 
-import { type LambdaSchedule, lambdaScheduleSchema } from "@octet/mtp";
+import { type StepSchedule, stepScheduleSchema } from "@octet/schedules";
 import { z } from "zod";
 
 export const RECIPE_NAMES = ["fp32", "bf16", "fp8", "fp8-delayed"] as const;
@@ -97,16 +101,25 @@ export const trainSchema = z
      * schedule ({ kind: "piecewise", points: [[0, 0.3], [step, 0.1]] }, DeepSeek-V3's 0.3 then 0.1).
      * Absent: DeepSeek-V3's schedule, switching at the same fraction of training (10T of 14.8T tokens).
      */
-    mtpLambda: lambdaScheduleSchema.optional(),
+    mtpLambda: stepScheduleSchema().optional(),
   })
   .strict();
 
-export const dataSchema = z
-  .object({
-    kind: z.literal("synthetic"),
-    seed: nonNegInt,
-  })
-  .strict();
+/**
+ * What a run trains on (loadDataset reads it). A job spec's `data` is validated by this same schema and
+ * replaces the config's. Relative paths are relative to the working directory of the process that trains.
+ */
+export const dataSchema = z.discriminatedUnion("kind", [
+  /** The embedded synthetic Markov corpus with a known entropy rate, generated from `seed`. */
+  z.object({ kind: z.literal("synthetic"), seed: nonNegInt.default(1) }).strict(),
+  /** A UTF-8 text file as byte-level tokens (model.vocabSize must be 256); the last valFraction is validation. */
+  z.object({ kind: z.literal("text"), path: z.string().min(1), valFraction: z.number().gt(0).lt(1).default(0.1) }).strict(),
+  /** llm.c / nanoGPT uint16 token shards (llm.c header, version 1): one train shard and one val shard. */
+  z.object({ kind: z.literal("llmc"), train: z.string().min(1), val: z.string().min(1) }).strict(),
+]);
+
+/** The vocabulary of text data: its tokens are the bytes of its UTF-8 encoding. */
+export const TEXT_VOCAB_SIZE = 256;
 
 export const configSchema = z
   .object({
@@ -134,6 +147,9 @@ export const configSchema = z
     if (a.kind === "mha" && a.headDim % 2 !== 0) issue(["model", "attention", "headDim"], "must be even (RoPE rotates pairs)");
     if (a.kind === "mla" && a.qkRopeHeadDim % 2 !== 0) issue(["model", "attention", "qkRopeHeadDim"], "must be even (RoPE rotates pairs)");
     if (c.train.minLr > c.train.lr) issue(["train", "minLr"], `must not exceed lr (${c.train.lr})`);
+    if (c.data.kind === "text" && m.vocabSize !== TEXT_VOCAB_SIZE) {
+      issue(["model", "vocabSize"], `must be ${TEXT_VOCAB_SIZE} for data of kind "text" (byte-level tokens), got ${m.vocabSize}`);
+    }
     if (m.mtp.depth > 0 && m.seqLen <= m.mtp.depth) {
       issue(["model", "mtp", "depth"], `must be less than seqLen (${m.seqLen}): depth k scores positions i + k + 1 inside the window`);
     }
@@ -142,14 +158,16 @@ export const configSchema = z
 export type ModelConfig = z.infer<typeof modelSchema>;
 export type TrainConfig = z.infer<typeof trainSchema>;
 export type DataConfig = z.infer<typeof dataSchema>;
+/** A `data` value as written in a config file or job spec (defaults not yet filled in). */
+export type DataConfigInput = z.input<typeof dataSchema>;
 export type Config = z.infer<typeof configSchema>;
 
 /** DeepSeek-V3 switches λ from 0.3 to 0.1 after 10T of its 14.8T training tokens. */
 export const MTP_LAMBDA_SWITCH_FRACTION = 10 / 14.8;
 
 /** The λ schedule a config trains with: its own, or DeepSeek-V3's scaled to its steps. */
-export function mtpLambdaSchedule(train: TrainConfig): LambdaSchedule {
-  if (train.mtpLambda !== undefined) return train.mtpLambda as LambdaSchedule;
+export function mtpLambdaSchedule(train: TrainConfig): StepSchedule {
+  if (train.mtpLambda !== undefined) return train.mtpLambda as StepSchedule;
   const switchStep = Math.max(1, Math.round(train.steps * MTP_LAMBDA_SWITCH_FRACTION));
   return { kind: "piecewise", points: [[0, 0.3], [switchStep, 0.1]] };
 }

@@ -8,17 +8,20 @@ export {
   type ModelConfig,
   type TrainConfig,
   type DataConfig,
+  type DataConfigInput,
   type RecipeName,
   RECIPE_NAMES,
   FP8_BLOCK,
+  TEXT_VOCAB_SIZE,
   PRESETS,
   configSchema,
+  dataSchema,
   validateConfig,
   presetConfig,
   mtpLambdaSchedule,
   MTP_LAMBDA_SWITCH_FRACTION,
 } from "./config.js";
-export { Rng } from "./rng.js";
+export { Rng, type RngState } from "./rng.js";
 export { ParameterStore, type Parameter, type Init } from "./params.js";
 export { makePrecision, type Precision, type LinearGemms } from "./precision.js";
 export { Linear } from "./layers/linear.js";
@@ -28,13 +31,15 @@ export { MultiHeadAttention, MultiHeadLatentAttention, type AttentionLayer } fro
 export { MoE } from "./layers/moe.js";
 export { Transformer, Block, type ForwardResult } from "./model.js";
 export { AdamW, clipGradNorm, learningRate } from "./optim.js";
-export { Trainer, loadDataset, type Dataset, type StepReport, type TrainerOptions } from "./trainer.js";
+export { Trainer, type StepReport, type TrainerOptions, type TrainerParameter } from "./trainer.js";
+export { trainLoop, type TrainLoopOptions, type TrainLoopResult, type Evaluation } from "./loop.js";
 export { runTraining, type RunOptions, type RunSummary } from "./run.js";
 export { encodeSafetensors, decodeSafetensors, saveState, loadState, type NamedTensor, type TrainingState, type TensorDtype } from "./state.js";
-// The data module (synthetic corpus, text and llm.c shard loaders, BatchLoader); its generator is DataRng.
+// The data module: loadDataset (a config's data), the synthetic corpus, text and llm.c shard loaders, BatchLoader.
 export {
-  Rng as DataRng,
-  type RngState,
+  type Dataset,
+  loadDataset,
+  syntheticDataset,
   syntheticCorpus,
   type SyntheticCorpus,
   type SyntheticCorpusOptions,

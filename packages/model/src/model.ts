@@ -152,7 +152,7 @@ export class Transformer {
   private saved: { inputs: Int32Array; xf: Float32Array; dLogits: Float32Array | null; N: number; mtp: MtpForward | null } | null = null;
 
   constructor(readonly cfg: ModelConfig, readonly recipe: RecipeName, readonly be: Backend, seed: number) {
-    this.store = new ParameterStore(new Rng(seed));
+    this.store = new ParameterStore(Rng.fromU32Seed(seed));
     this.precision = makePrecision(recipe, be);
     this.embedding = this.store.create("embed.weight", [cfg.vocabSize, cfg.dModel], { kind: "normal", std: 1 }, false);
     this.blocks = [];

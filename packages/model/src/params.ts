@@ -24,7 +24,7 @@ export class ParameterStore {
     if (this.byName.has(name)) throw new Error(`parameter ${name} already exists`);
     const size = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(size);
-    if (init.kind === "normal") for (let i = 0; i < size; i++) data[i] = this.rng.normal() * init.std;
+    if (init.kind === "normal") for (let i = 0; i < size; i++) data[i] = this.rng.nextNormal32() * init.std;
     else if (init.kind === "ones") data.fill(1);
     const p: Parameter = { name, shape, data, grad: new Float32Array(size), decay };
     this.byName.set(name, p);

@@ -1,9 +1,11 @@
-// One training run: steps with periodic evaluation, metrics as JSON lines, state saved under outDir
+// One training run of the model CLIs: trainLoop with metrics as JSON lines, state saved under outDir
 // (state.safetensors) every evalEvery steps and at the end, resumable exactly.
 
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Config, RecipeName } from "./config.js";
+import { type Config, type RecipeName, validateConfig } from "./config.js";
+import { type Dataset, loadDataset } from "./data/index.js";
+import { trainLoop } from "./loop.js";
 import { loadState, saveState } from "./state.js";
 import { type StepReport, Trainer } from "./trainer.js";
 
@@ -13,6 +15,8 @@ export interface RunOptions {
   seed: number;
   outDir?: string;
   resume?: boolean;
+  /** The tokens (default: loadDataset(config.data, config.model.vocabSize)). */
+  data?: Dataset;
   /** Called after every step (progress display). */
   onStep?: (r: StepReport & { tokensPerSec: number; etaSec: number }, t: Trainer) => void;
   onEval?: (step: number, valLoss: number, valMtpLoss: number) => void;
@@ -44,8 +48,10 @@ export interface RunSummary {
   curve: { step: number; valLoss: number }[];
 }
 
-export function runTraining(opts: RunOptions): RunSummary {
-  const trainer = new Trainer({ config: opts.config, recipe: opts.recipe, seed: opts.seed });
+export async function runTraining(opts: RunOptions): Promise<RunSummary> {
+  const config = validateConfig(opts.config, opts.recipe);
+  const data = opts.data ?? (await loadDataset(config.data, config.model.vocabSize));
+  const trainer = new Trainer({ config, recipe: opts.recipe, seed: opts.seed, data });
   const statePath = opts.outDir ? join(opts.outDir, "state.safetensors") : null;
   const metricsPath = opts.outDir ? join(opts.outDir, "metrics.jsonl") : null;
   if (opts.outDir) mkdirSync(opts.outDir, { recursive: true });
@@ -57,52 +63,45 @@ export function runTraining(opts: RunOptions): RunSummary {
     writeFileSync(metricsPath, "");
   }
   const log = (obj: unknown) => metricsPath && appendFileSync(metricsPath, `${JSON.stringify(obj)}\n`);
-  const total = opts.config.train.steps;
-  const { evalEvery } = opts.config.train;
+  const total = config.train.steps;
   const curve: { step: number; valLoss: number }[] = [];
-  let lastLoss = NaN;
-  let lastMtpLoss = NaN;
-  let valLoss = NaN;
-  let valMtpLoss = NaN;
-  const evaluate = (batches = opts.config.train.evalBatches) => {
-    const e = trainer.evaluateAll(batches);
-    valLoss = e.loss;
-    valMtpLoss = e.mtpLosses.length ? e.mtpLosses.reduce((a, b) => a + b, 0) / e.mtpLosses.length : NaN;
-    return e;
-  };
   let tokens = 0;
   let ms = 0;
   const t0 = performance.now();
-  while (trainer.step < total) {
-    const r = trainer.trainStep();
-    lastLoss = r.loss;
-    lastMtpLoss = r.mtpLoss;
-    tokens += r.tokens;
-    ms += r.ms;
-    const tokensPerSec = (tokens / ms) * 1000;
-    const mtp = r.mtpLosses.length ? { mtpLoss: r.mtpLoss, mtpLosses: r.mtpLosses, lambda: r.lambda } : {};
-    log({ type: "step", step: r.step, loss: r.loss, ...mtp, lr: r.lr, gradNorm: r.gradNorm, tokensPerSec: r.tokens / r.ms * 1000, maxLoadRatio: r.maxLoadRatio });
-    opts.onStep?.({ ...r, tokensPerSec, etaSec: ((total - r.step) * ms) / 1000 / Math.max(1, r.step - (resumedFrom ?? 0)) }, trainer);
-    if (r.step % evalEvery === 0 || r.step === total) {
-      const e = evaluate(r.step === total && opts.finalEvalBatches !== undefined ? opts.finalEvalBatches : undefined);
-      curve.push({ step: r.step, valLoss });
-      log({ type: "eval", step: r.step, valLoss, ...(e.mtpLosses.length ? { valMtpLoss, valMtpLosses: e.mtpLosses } : {}) });
-      opts.onEval?.(r.step, valLoss, valMtpLoss);
-      if (statePath) saveState(statePath, trainer.exportState());
-    }
-  }
-  if (Number.isNaN(valLoss)) evaluate(opts.finalEvalBatches);
+  const result = trainLoop(trainer, {
+    finalEvalBatches: opts.finalEvalBatches,
+    // The state is saved at every evaluation and at the end.
+    checkpointEvery: config.train.evalEvery,
+    onStep: (r) => {
+      tokens += r.tokens;
+      ms += r.ms;
+      const tokensPerSec = (tokens / ms) * 1000;
+      const mtp = r.mtpLosses.length ? { mtpLoss: r.mtpLoss, mtpLosses: r.mtpLosses, lambda: r.lambda } : {};
+      log({ type: "step", step: r.step, loss: r.loss, ...mtp, lr: r.lr, gradNorm: r.gradNorm, tokensPerSec: r.tokens / r.ms * 1000, maxLoadRatio: r.maxLoadRatio });
+      opts.onStep?.({ ...r, tokensPerSec, etaSec: ((total - r.step) * ms) / 1000 / Math.max(1, r.step - (resumedFrom ?? 0)) }, trainer);
+    },
+    onEval: (e) => {
+      curve.push({ step: e.step, valLoss: e.loss });
+      log({ type: "eval", step: e.step, valLoss: e.loss, ...(e.mtpLosses.length ? { valMtpLoss: e.mtpLoss, valMtpLosses: e.mtpLosses } : {}) });
+      opts.onEval?.(e.step, e.loss, e.mtpLoss);
+    },
+    onCheckpoint: () => {
+      if (!statePath) return false;
+      saveState(statePath, trainer.exportState());
+      return true;
+    },
+  });
   const summary: RunSummary = {
     step: trainer.step,
-    loss: lastLoss,
-    valLoss,
+    loss: result.last?.loss ?? NaN,
+    valLoss: result.evaluation?.loss ?? NaN,
     tokensPerSec: ms > 0 ? (tokens / ms) * 1000 : 0,
     recipe: opts.recipe,
-    config: opts.config.name,
+    config: config.name,
     seed: opts.seed,
-    mtpDepth: opts.config.model.mtp.depth,
-    mtpLoss: lastMtpLoss,
-    valMtpLoss,
+    mtpDepth: config.model.mtp.depth,
+    mtpLoss: result.last?.mtpLoss ?? NaN,
+    valMtpLoss: result.evaluation?.mtpLoss ?? NaN,
     entropyRate: trainer.data.entropyRate,
     unigramEntropy: trainer.data.unigramEntropy,
     order1Entropy: trainer.data.order1Entropy,

@@ -7,26 +7,10 @@ import { AuxFreeBalancer } from "@octet/router";
 import type { Backend } from "./backend/backend.js";
 import { CpuBackend } from "./backend/cpu.js";
 import { type Config, type RecipeName, mtpLambdaSchedule, validateConfig } from "./config.js";
-import { BatchLoader, type BatchLoaderPosition, evalBatches, syntheticCorpus } from "./data/index.js";
+import { BatchLoader, type BatchLoaderPosition, type Dataset, evalBatches, syntheticDataset } from "./data/index.js";
 import { Transformer } from "./model.js";
 import { AdamW, clipGradNorm, learningRate } from "./optim.js";
 import type { NamedTensor, TrainingState } from "./state.js";
-
-export interface Dataset {
-  name: string;
-  vocabSize: number;
-  train: Uint16Array;
-  val: Uint16Array;
-  /** Loss floor (nats/token) when known. */
-  entropyRate?: number;
-  unigramEntropy?: number;
-  order1Entropy?: number;
-}
-
-export function loadDataset(config: Config): Dataset {
-  const c = syntheticCorpus({ seed: config.data.seed, vocabSize: config.model.vocabSize });
-  return { name: c.name, vocabSize: c.vocabSize, train: c.train, val: c.val, entropyRate: c.entropyRate, unigramEntropy: c.unigramEntropy, order1Entropy: c.order1Entropy };
-}
 
 export interface StepReport {
   step: number;
@@ -51,7 +35,25 @@ export interface TrainerOptions {
   recipe: RecipeName;
   seed: number;
   backend?: Backend;
+  /**
+   * The tokens to train on: `await loadDataset(config.data, config.model.vocabSize)`. Optional only for
+   * synthetic data, which is generated here when absent; files must be loaded by the caller.
+   */
   data?: Dataset;
+}
+
+/** A trainable tensor by name: its live FP32 master weights (copy `data` to keep a snapshot). */
+export interface TrainerParameter {
+  name: string;
+  shape: readonly number[];
+  data: Float32Array;
+}
+
+function defaultDataset(config: Config): Dataset {
+  if (config.data.kind !== "synthetic") {
+    throw new TypeError(`Trainer: data of kind "${config.data.kind}" is read from files; pass data: await loadDataset(config.data, config.model.vocabSize)`);
+  }
+  return syntheticDataset(config.data.seed, config.model.vocabSize);
 }
 
 export class Trainer {
@@ -72,7 +74,7 @@ export class Trainer {
     this.recipe = opts.recipe;
     this.seed = opts.seed;
     this.be = opts.backend ?? new CpuBackend();
-    this.data = opts.data ?? loadDataset(this.config);
+    this.data = opts.data ?? defaultDataset(this.config);
     if (this.data.vocabSize !== this.config.model.vocabSize) {
       throw new RangeError(`invalid config: model.vocabSize ${this.config.model.vocabSize} differs from the data's vocabulary (${this.data.vocabSize})`);
     }
@@ -80,6 +82,11 @@ export class Trainer {
     this.optimizer = new AdamW(this.model.store.all(), this.config.train, this.be);
     this.loader = new BatchLoader(this.data.train, { batchSize: this.config.train.batchSize, seqLen: this.config.model.seqLen, seed: opts.seed });
     this.mtpLambda = mtpLambdaSchedule(this.config.train);
+  }
+
+  /** The trainable parameters in creation order, by name (the names of state export, without its `param/`). */
+  parameters(): TrainerParameter[] {
+    return this.model.store.all().map((p) => ({ name: p.name, shape: p.shape, data: p.data }));
   }
 
   trainStep(): StepReport {

@@ -14,6 +14,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
 import type { RecipeName } from "../config.js";
+import { loadDataset } from "../data/index.js";
 import { lineChartSvg } from "../plot.js";
 import { type RunSummary, runTraining } from "../run.js";
 import { checkedConfig, fail, parseIntOption, printJson, resolveConfig } from "./common.js";
@@ -48,16 +49,18 @@ try {
   if (finalEvalBatches === 0) throw new RangeError("--eval-batches must be at least 1");
   const recipes: RecipeName[] = ["bf16", "fp8"];
   const configs = recipes.map((r) => checkedConfig(resolveConfig(o.config), r, o.steps)); // both validated first
+  // Both recipes train on the same tokens (the configs differ in nothing else).
+  const data = await loadDataset(configs[0].data, configs[0].model.vocabSize);
   mkdirSync(o.out, { recursive: true });
   const train: Record<string, { x: number; y: number }[]> = {};
   const runs: Record<string, RunSummary>[] = [];
   for (const seed of seeds) {
     const bySeed: Record<string, RunSummary> = {};
-    recipes.forEach((recipe, i) => {
+    for (const [i, recipe] of recipes.entries()) {
       const pts: { x: number; y: number }[] = [];
       let ema = NaN;
-      bySeed[recipe] = runTraining({
-        config: configs[i], recipe, seed, finalEvalBatches, outDir: join(o.out, seeds.length > 1 ? `seed${seed}` : "", recipe),
+      bySeed[recipe] = await runTraining({
+        config: configs[i], recipe, seed, finalEvalBatches, data, outDir: join(o.out, seeds.length > 1 ? `seed${seed}` : "", recipe),
         onStep: (r) => {
           ema = Number.isNaN(ema) ? r.loss : 0.9 * ema + 0.1 * r.loss;
           pts.push({ x: r.step, y: ema });
@@ -67,7 +70,7 @@ try {
         },
       });
       if (seed === seeds[0]) train[recipe] = pts;
-    });
+    }
     const rel = (bySeed.fp8.valLoss - bySeed.bf16.valLoss) / bySeed.bf16.valLoss;
     printJson({ type: "seed", seed, fp8: bySeed.fp8.valLoss, bf16: bySeed.bf16.valLoss, signedRelDiff: rel });
     runs.push(bySeed);
@@ -77,11 +80,11 @@ try {
   const bf16 = mean("bf16");
   const relDiff = Math.abs(fp8 - bf16) / bf16;
   const first = runs[0];
-  const svg = lineChartSvg(
-    `${o.config}: fp8 vs bf16 (seeds ${seeds.join(",")}: mean final val ${fp8.toFixed(4)} vs ${bf16.toFixed(4)}, rel. diff ${(relDiff * 100).toFixed(3)}%)`,
-    "step",
-    "loss (nats/token)",
-    [
+  const svg = lineChartSvg({
+    title: `${o.config}: fp8 vs bf16 (seeds ${seeds.join(",")}: mean final val ${fp8.toFixed(4)} vs ${bf16.toFixed(4)}, rel. diff ${(relDiff * 100).toFixed(3)}%)`,
+    xLabel: "step",
+    yLabel: "loss (nats/token)",
+    series: [
       { name: `bf16 train (EMA, seed ${seeds[0]})`, color: "#1f77b4", points: train.bf16.slice(10) },
       { name: `fp8 train (EMA, seed ${seeds[0]})`, color: "#d62728", points: train.fp8.slice(10) },
       ...runs.flatMap((x, i) => [
@@ -89,7 +92,9 @@ try {
         { name: `fp8 val (seed ${seeds[i]})`, color: "#d62728", dashed: true, points: x.fp8.curve.map((p) => ({ x: p.step, y: p.valLoss })) },
       ]),
     ],
-  );
+    width: 720,
+    height: 420,
+  });
   writeFileSync(join(o.out, "parity.svg"), svg);
   const result = {
     config: o.config, seeds, steps: configs[0].train.steps, finalEvalBatches: Number.isFinite(finalEvalBatches) ? finalEvalBatches : "all",

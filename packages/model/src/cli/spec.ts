@@ -7,7 +7,8 @@
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
-import { type Config, type RecipeName, RECIPE_NAMES } from "../config.js";
+import { type Config, type RecipeName, RECIPE_NAMES, validateConfig } from "../config.js";
+import { loadDataset } from "../data/index.js";
 import { measureAcceptance } from "../speculative.js";
 import { loadState } from "../state.js";
 import { Trainer } from "../trainer.js";
@@ -29,7 +30,9 @@ try {
   const meta = state.meta as { kind?: string; config?: Config; recipe?: string; seed?: number; step?: number };
   if (meta.kind !== "octet.model/v1" || !meta.config || !meta.recipe) throw new RangeError(`--state: ${path} is not an octet.model/v1 training state`);
   if (!(RECIPE_NAMES as readonly string[]).includes(meta.recipe)) throw new RangeError(`--state: unknown recipe ${meta.recipe}`);
-  const trainer = new Trainer({ config: meta.config, recipe: meta.recipe as RecipeName, seed: meta.seed ?? 1 });
+  const config = validateConfig(meta.config, meta.recipe as RecipeName);
+  const data = await loadDataset(config.data, config.model.vocabSize);
+  const trainer = new Trainer({ config, recipe: meta.recipe as RecipeName, seed: meta.seed ?? 1, data });
   if (!trainer.model.mtp) throw new RangeError(`--state: ${path} was trained without MTP (model.mtp.depth = 0); nothing drafts the token after next`);
   trainer.importState(state);
   const t0 = performance.now();

@@ -27,7 +27,7 @@ try {
   let started = false;
   let lastVal = "-";
   const logEvery = Math.max(1, Math.floor(config.train.steps / 50));
-  const summary = runTraining({
+  const summary = await runTraining({
     config, recipe, seed: o.seed, outDir: o.out, resume: o.resume,
     onStep: (r) => {
       if (bar) {

@@ -1,7 +1,7 @@
 // Training batches (seeded random windows, resumable exactly) and evaluation batches (deterministic,
 // non-overlapping windows).
 
-import { Rng, checkSeed, type RngState } from "./rng.js";
+import { Rng, checkSeed, type RngState } from "../rng.js";
 
 export interface Batch {
   /** Rows in this batch (evaluation's last batch may have fewer than asked). */

@@ -1,5 +1,5 @@
 // Public surface of the data module of @octet/model.
-export { Rng, type RngState } from "./rng.js";
+export { type Dataset, loadDataset, syntheticDataset } from "./dataset.js";
 export { syntheticCorpus, type SyntheticCorpus, type SyntheticCorpusOptions } from "./synthetic.js";
 export {
   loadTextFile,

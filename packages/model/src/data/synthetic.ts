@@ -12,7 +12,7 @@
 // below 1e-13 (the entropy rate is then accurate to far better than 1e-9 nats). Generation starts
 // from a context drawn from π, so the text is stationary from its first token.
 
-import { Rng, checkSeed } from "./rng.js";
+import { Rng, checkSeed } from "../rng.js";
 
 export interface SyntheticCorpusOptions {
   /** Seeds the transition table and the text; same seed and options → same corpus. */

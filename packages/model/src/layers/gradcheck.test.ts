@@ -22,7 +22,7 @@ function check(name: string, analytic: ArrayLike<number>, loss: () => number, x:
 }
 
 test("kernel: rmsnorm", () => {
-  const rng = new Rng(1);
+  const rng = Rng.fromU32Seed(1);
   const [R, C] = [5, 12];
   const x = randn(R * C, rng);
   const w = randn(C, rng);
@@ -36,7 +36,7 @@ test("kernel: rmsnorm", () => {
 });
 
 test("kernel: swiglu, cross-entropy, rope", () => {
-  const rng = new Rng(2);
+  const rng = Rng.fromU32Seed(2);
   const g = randn(40, rng);
   const u = randn(40, rng);
   const r = randn(40, rng);
@@ -65,7 +65,7 @@ test("kernel: swiglu, cross-entropy, rope", () => {
 });
 
 test("kernel: causal attention", () => {
-  const rng = new Rng(3);
+  const rng = Rng.fromU32Seed(3);
   const s = { batch: 2, seqLen: 5, heads: 2, qkDim: 6, vDim: 4, scale: 1 / Math.sqrt(6) };
   const N = s.batch * s.seqLen;
   const q = randn(N * s.heads * s.qkDim, rng);
@@ -85,7 +85,7 @@ test("kernel: causal attention", () => {
 });
 
 test("layer: Linear (fp32 recipe) dx and dW", () => {
-  const rng = new Rng(4);
+  const rng = Rng.fromU32Seed(4);
   const store = new ParameterStore(rng);
   const lin = new Linear(store, "l", 7, 5, makePrecision("fp32", be), 0.5);
   const T = 6;
@@ -113,7 +113,7 @@ function microModel(over: Partial<ModelConfig> = {}): ModelConfig {
 function checkLayer(name: string, build: (store: ParameterStore) => {
   forward: (x: Float32Array, save: boolean) => Float32Array; backward: (dy: Float32Array) => Float32Array; provideInput?: (x: Float32Array) => void;
 }, inDim: number, outDim: number, tokens: number, recompute: boolean, paramsToCheck: string[], h = 1e-2) {
-  const rng = new Rng(5);
+  const rng = Rng.fromU32Seed(5);
   const store = new ParameterStore(rng);
   const layer = build(store);
   const x = randn(tokens * inDim, rng);

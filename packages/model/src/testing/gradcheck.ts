@@ -7,7 +7,7 @@ import { Rng } from "../rng.js";
 
 export function randn(n: number, rng: Rng, std = 1): Float32Array {
   const x = new Float32Array(n);
-  for (let i = 0; i < n; i++) x[i] = rng.normal() * std;
+  for (let i = 0; i < n; i++) x[i] = rng.nextNormal32() * std;
   return x;
 }
 

@@ -2,6 +2,26 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "./rng.js";
 
+// The exact streams both seedings produced before the model's and the data's generators became this one
+// module: initial weights and batches depend on them, so they must never change.
+test("Rng: the data seeding and the initialisation seeding keep their exact streams", () => {
+  const d = new Rng(42);
+  assert.deepEqual([d.nextU32(), d.nextU32()], [67576343, 3918379511]);
+  assert.equal(d.nextFloat(), 0.5037807664748809);
+  assert.equal(d.nextInt(1000), 732);
+  assert.equal(d.nextNormal(), 1.7247198640838117);
+  assert.equal(d.nextGamma(0.5), 0.09096190910086101);
+  assert.deepEqual(d.state(), [3222884552, 3971839110, 4018711142, 2666690019]);
+  assert.equal(new Rng(2 ** 40 + 42).nextU32(), 3808998675);
+  const m = Rng.fromU32Seed(1);
+  assert.deepEqual([m.nextU32(), m.nextU32(), m.nextU32()], [2442144158, 3238099751, 3819917871]);
+  assert.deepEqual([m.nextNormal32(), m.nextNormal32()], [-1.174065295236994, -0.110394446313689]);
+  assert.deepEqual(m.state(), [2035332689, 2745151650, 3731626756, 3165412521]);
+  // Only the low 32 bits of the seed seed the initialisation stream.
+  assert.equal(Rng.fromU32Seed(2 ** 32 + 5).nextU32(), 3616982058);
+  assert.equal(Rng.fromU32Seed(5).nextU32(), 3616982058);
+});
+
 test("Rng: same seed → same stream, different seeds differ (including above 2^32)", () => {
   const a = new Rng(42);
   const b = new Rng(42);
@@ -44,6 +64,7 @@ test("Rng: nextInt is in range and roughly uniform; nextFloat in [0,1) with mean
 test("Rng: bad seeds and states are refused with errors naming the problem", () => {
   assert.throws(() => new Rng(-1), /seed must be a non-negative safe integer/);
   assert.throws(() => new Rng(1.5), TypeError);
+  assert.throws(() => Rng.fromU32Seed(-3), /Rng.fromU32Seed: seed must be a non-negative safe integer/);
   const r = new Rng(0);
   assert.throws(() => r.setState([1, 2, 3] as never), /array of 4 uint32/);
   assert.throws(() => r.setState([0, 0, 0, 0]), /all-zero/);
