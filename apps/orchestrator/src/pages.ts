@@ -2,6 +2,7 @@
 // that is not finished refreshes itself: it re-fetches its summary fragment and its curve every refresh interval
 // and stops once the job has ended. Every link is relative, so the pages work behind a path prefix.
 import type { CurvePoint } from "@octet/jobs";
+import { lineChartSvg } from "@octet/plot";
 import { FINAL_STATES, JOB_STATES, type JobView, type ListPage } from "@octet/jobs/view";
 
 export function esc(s: unknown): string {
@@ -18,78 +19,34 @@ function time(ms: number | null | undefined): string {
   return ms ? new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "–";
 }
 
-/** Compact number for axis labels. */
-function tick(n: number): string {
-  if (Math.abs(n) >= 1000 || Number.isInteger(n)) return String(Math.round(n));
-  return n.toPrecision(4);
-}
-
 export interface SvgOptions {
   width?: number;
   height?: number;
 }
 
 /**
- * The loss curve as an SVG document: training loss as the path `.loss`, validation loss (where reported) as the
- * path `.val-loss` with a dot per point; both carry data-points (the number of points drawn), the svg carries
- * data-last-step and data-last-loss. Points are expected tidy (one per step, sorted: tidyCurve).
+ * The loss curve as an SVG document (@octet/plot's line chart): training loss as the path `.loss` with a dot
+ * `.loss-last` where it currently ends, validation loss (where reported) as the dashed path `.val-loss` with a dot
+ * `.val-loss-point` per point; both paths carry data-points (the number of points drawn, 0 before any), the svg
+ * (#loss-curve) carries data-last-step and data-last-loss. Points are expected tidy (one per step, sorted: tidyCurve).
  */
 export function renderCurveSvg(points: CurvePoint[], opts: SvgOptions = {}): string {
-  const W = opts.width ?? 800;
-  const H = opts.height ?? 320;
-  const m = { l: 64, r: 20, t: 16, b: 40 };
   const train = points.filter((p) => Number.isFinite(p.loss));
   const val = points.filter((p) => p.valLoss !== undefined && Number.isFinite(p.valLoss));
   const last = train[train.length - 1];
-  const head = `<svg xmlns="http://www.w3.org/2000/svg" id="loss-curve" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="loss curve" data-last-step="${last ? last.step : ""}" data-last-loss="${last ? last.loss : ""}">`;
-  if (train.length === 0 && val.length === 0) {
-    return `${head}<text x="${W / 2}" y="${H / 2}" text-anchor="middle" fill="#888">no curve points yet</text><path class="loss" data-points="0" d=""/></svg>`;
-  }
-  const steps = [...train, ...val].map((p) => p.step);
-  const losses = [...train.map((p) => p.loss), ...val.map((p) => p.valLoss!)];
-  const x0 = Math.min(...steps);
-  let x1 = Math.max(...steps);
-  if (x1 === x0) x1 = x0 + 1;
-  let y0 = Math.min(...losses);
-  let y1 = Math.max(...losses);
-  if (y1 === y0) {
-    y0 -= 0.5;
-    y1 += 0.5;
-  }
-  const pad = (y1 - y0) * 0.05;
-  y0 -= pad;
-  y1 += pad;
-  const X = (s: number) => m.l + ((s - x0) / (x1 - x0)) * (W - m.l - m.r);
-  const Y = (l: number) => m.t + (1 - (l - y0) / (y1 - y0)) * (H - m.t - m.b);
-  const pathOf = (ps: { x: number; y: number }[]) => ps.map((p, i) => `${i === 0 ? "M" : "L"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ");
-  const trainPts = train.map((p) => ({ x: X(p.step), y: Y(p.loss) }));
-  const valPts = val.map((p) => ({ x: X(p.step), y: Y(p.valLoss!) }));
-  const parts: string[] = [head];
-  parts.push(`<rect x="${m.l}" y="${m.t}" width="${W - m.l - m.r}" height="${H - m.t - m.b}" fill="#fff" stroke="#ccc"/>`);
-  for (let i = 0; i <= 4; i++) {
-    const l = y0 + pad + ((y1 - y0 - 2 * pad) * i) / 4;
-    const y = Y(l).toFixed(1);
-    parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${y}" y2="${y}" stroke="#eee"/><text class="y-tick" x="${m.l - 6}" y="${y}" text-anchor="end" dominant-baseline="middle" font-size="11">${esc(tick(l))}</text>`);
-  }
-  for (let i = 0; i <= 4; i++) {
-    const s = x0 + ((x1 - x0) * i) / 4;
-    parts.push(`<text class="x-tick" x="${X(s).toFixed(1)}" y="${H - m.b + 16}" text-anchor="middle" font-size="11">${esc(tick(s))}</text>`);
-  }
-  parts.push(`<text x="${(m.l + W - m.r) / 2}" y="${H - 6}" text-anchor="middle" font-size="12">step</text>`);
-  parts.push(`<text x="14" y="${(m.t + H - m.b) / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 14 ${(m.t + H - m.b) / 2})">loss (nats/token)</text>`);
-  parts.push(`<path class="loss" data-points="${trainPts.length}" d="${pathOf(trainPts)}" fill="none" stroke="#1f6feb" stroke-width="1.6"/>`);
-  if (trainPts.length > 0) {
-    const p = trainPts[trainPts.length - 1];
-    parts.push(`<circle class="last" cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="3" fill="#1f6feb"/>`);
-  }
-  if (valPts.length > 0) {
-    parts.push(`<path class="val-loss" data-points="${valPts.length}" d="${pathOf(valPts)}" fill="none" stroke="#d1242f" stroke-width="1.4" stroke-dasharray="4 3"/>`);
-    for (const p of valPts) parts.push(`<circle class="val-point" cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="2.5" fill="#d1242f"/>`);
-  }
-  parts.push(`<g font-size="12"><line x1="${W - m.r - 150}" x2="${W - m.r - 130}" y1="${m.t + 14}" y2="${m.t + 14}" stroke="#1f6feb" stroke-width="2"/><text x="${W - m.r - 125}" y="${m.t + 18}">train</text>`);
-  parts.push(`<line x1="${W - m.r - 80}" x2="${W - m.r - 60}" y1="${m.t + 14}" y2="${m.t + 14}" stroke="#d1242f" stroke-width="2" stroke-dasharray="4 3"/><text x="${W - m.r - 55}" y="${m.t + 18}">val</text></g>`);
-  parts.push("</svg>");
-  return parts.join("");
+  return lineChartSvg({
+    xLabel: "step",
+    yLabel: "loss (nats/token)",
+    series: [
+      { name: "train", color: "#1f6feb", className: "loss", markLast: true, points: train.map((p) => ({ x: p.step, y: p.loss })) },
+      { name: "val", color: "#d1242f", className: "val-loss", dots: true, dashed: true, points: val.map((p) => ({ x: p.step, y: p.valLoss! })) },
+    ],
+    width: opts.width ?? 800,
+    height: opts.height ?? 320,
+    legend: "inside",
+    emptyText: "no curve points yet",
+    attributes: { id: "loss-curve", "data-last-step": last ? last.step : "", "data-last-loss": last ? last.loss : "" },
+  });
 }
 
 const STYLE = `

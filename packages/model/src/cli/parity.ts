@@ -13,9 +13,9 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
+import { lineChartSvg } from "@octet/plot";
 import type { RecipeName } from "../config.js";
 import { loadDataset } from "../data/index.js";
-import { lineChartSvg } from "../plot.js";
 import { type RunSummary, runTraining } from "../run.js";
 import { checkedConfig, fail, parseIntOption, printJson, resolveConfig } from "./common.js";
 
