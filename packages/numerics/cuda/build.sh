@@ -4,10 +4,12 @@
 #
 #   bash packages/numerics/cuda/build.sh            # on the GPU machine (CUDA 13, cuBLASLt), or anywhere with nvcc
 #
-# Each .cu compiles to an object in parallel (nvcc -c, sm_90a), then nvcc links them into a shared object. Parts:
-#   quantize.cu util.cu addon.cu    always (CUDA runtime + Node-API headers)
-#   gemm_sm90.cu                    when present (the Hopper GEMMs; -DOCTET_HAVE_SM90 for the addon)
-#   cublaslt.cu                     when cublasLt.h is found (links -lcublasLt); cublaslt_stub.cu otherwise
+# Each source compiles to an object in parallel (nvcc -c, sm_90a), then nvcc links them into a shared object. Parts:
+#   quantize.cu util.cu addon.cu          always (CUDA runtime + Node-API headers)
+#   gemm_sm90.cu gemm_sm90_plan.cc        when present (the Hopper GEMMs: C API and launches, with the kernels of
+#                                         gemm_sm90_kernel.cuh and sm90_ptx.cuh; the host planner, plain C++);
+#                                         -DOCTET_HAVE_SM90 for the addon
+#   cublaslt.cu                           when cublasLt.h is found (links -lcublasLt); cublaslt_stub.cu otherwise
 # Node-API headers: $NODE_INCLUDE, else <repo>/.carry/node-include (packed by shared/gpu/pack-node.sh), else the
 # running node's include/node, else /usr/include/node. An addon needn't link libnode: the napi_* symbols stay
 # undefined in the .so and resolve against the node binary that loads it.
@@ -54,8 +56,9 @@ if [ -n "$lt_header" ]; then
 else
   sources+=(cublaslt_stub.cu)
 fi
-if [ "${OCTET_CUDA_NO_SM90:-0}" != 1 ] && [ -f "$here/gemm_sm90.cu" ] && [ -f "$here/gemm_sm90.h" ]; then
-  sources+=(gemm_sm90.cu)
+if [ "${OCTET_CUDA_NO_SM90:-0}" != 1 ] && [ -f "$here/gemm_sm90.cu" ] && [ -f "$here/gemm_sm90.h" ] \
+   && [ -f "$here/gemm_sm90_plan.cc" ]; then
+  sources+=(gemm_sm90.cu gemm_sm90_plan.cc)
   defines+=(-DOCTET_HAVE_SM90)
 fi
 
@@ -65,7 +68,7 @@ target=$out/octet_numerics_cuda.node
 
 # Skip the build when the sources, headers and flags are those of the last successful one.
 stamp_now=$( { "$nvcc" --version | tail -n 2; printf '%s\n' "${flags[@]}" "${libs[@]}" "${sources[@]}";
-               cat "$here"/*.cu "$here"/*.cuh "$here"/*.h "$node_inc/node_api.h"; } | sha256sum | cut -c1-16)
+               cat "$here"/*.cu "$here"/*.cc "$here"/*.cuh "$here"/*.h "$node_inc/node_api.h"; } | sha256sum | cut -c1-16)
 if [ "${OCTET_CUDA_FORCE:-0}" != 1 ] && [ -f "$target" ] && [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp_now" ]; then
   echo "build.sh: $target is up to date (stamp $stamp_now)"
   exit 0
@@ -76,13 +79,13 @@ echo "build.sh: nvcc $("$nvcc" --version | grep -o 'release [0-9.]*' || true), n
 echo "build.sh: compiling ${sources[*]} (cuBLASLt: ${lt_header:-no, stub}; sm90 GEMM: $([ ${#defines[@]} -gt 0 ] && echo yes || echo no))"
 pids=()
 for s in "${sources[@]}"; do
-  o=$out/obj/${s%.cu}.o
+  o=$out/obj/${s%.*}.o  # foo.cu and foo.cc alike -> foo.o
   ( st=$(date +%s)
-    if "$nvcc" "${flags[@]}" --resource-usage -c "$here/$s" -o "$o" > "$out/obj/${s%.cu}.log" 2>&1; then
+    if "$nvcc" "${flags[@]}" --resource-usage -c "$here/$s" -o "$o" > "$out/obj/${s%.*}.log" 2>&1; then
       echo "build.sh:   $s ok ($(( $(date +%s) - st )) s)"
     else
       echo "build.sh:   $s FAILED ($(( $(date +%s) - st )) s):" >&2
-      grep -v -E '^ptxas info|^    ' "$out/obj/${s%.cu}.log" | head -60 >&2
+      grep -v -E '^ptxas info|^    ' "$out/obj/${s%.*}.log" | head -60 >&2
       exit 1
     fi ) &
   pids+=($!)
@@ -92,7 +95,7 @@ for p in "${pids[@]}"; do wait "$p" || failed=1; done
 [ $failed = 0 ] || { echo "build.sh: compilation failed (logs in $out/obj/*.log)" >&2; exit 1; }
 
 objs=()
-for s in "${sources[@]}"; do objs+=("$out/obj/${s%.cu}.o"); done
+for s in "${sources[@]}"; do objs+=("$out/obj/${s%.*}.o"); done
 "$nvcc" -shared -gencode=arch=compute_90a,code=sm_90a -o "$target.tmp" "${objs[@]}" "${libs[@]}" \
   -Xlinker -z -Xlinker undefs > "$out/link.log" 2>&1 || { cat "$out/link.log" >&2; echo "build.sh: link failed" >&2; exit 1; }
 mv "$target.tmp" "$target"

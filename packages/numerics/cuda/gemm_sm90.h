@@ -2,11 +2,11 @@
 // promotion of the tensor cores' partial sums every 128 elements of K (the specification is
 // packages/numerics/src/gemm.ts, scaledMatmulReference with accumulation "promoted").
 //
-// The kernels (gemm_sm90.cu) are warp-specialized: one TMA producer warp feeds a multi-stage shared-memory
-// ring guarded by mbarriers; one or two consumer warpgroups run WGMMA m64nNk32 e4m3·e4m3 → f32 per 128-wide
-// K block and fold each block's partial sums into FP32 registers scaled by sa[row] · sb[n/128]. The grid is
-// persistent over the SMs. Only the CUDA runtime is needed at link time (the tensor-map encoder is taken
-// from the driver through cudaGetDriverEntryPointByVersion).
+// The kernels (gemm_sm90_kernel.cuh, launched by gemm_sm90.cu with the plans of gemm_sm90_plan.h) are
+// warp-specialized: one TMA producer warp feeds a multi-stage shared-memory ring guarded by mbarriers; one or two
+// consumer warpgroups run WGMMA m64nNk32 e4m3·e4m3 → f32 per 128-wide K block and fold each block's partial sums
+// into FP32 registers scaled by sa[row] · sb[n/128]. The grid is persistent over the SMs. Only the CUDA runtime is
+// needed at link time (the tensor-map encoder is taken from the driver through cudaGetDriverEntryPointByVersion).
 #pragma once
 
 #include <stddef.h>

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Profiles the sm_90a GEMM harness's kernels with Nsight Compute on the GPU machine: one launch per case, the
 # full section set with clocks left as found, written as text (details page: speed of light, memory workload,
-# warp stalls, launch) and as per-SASS-instruction counters (source page, CSV) — what GEMM-NOTES.md reads to
-# decide where a k-block's time goes. Run from the repository root after gemm_sm90_run.sh has built the harness
+# warp stalls, launch) and as per-SASS-instruction counters (source page, CSV) — what bench/history/GEMM-NOTES.md
+# reads to decide where a k-block's time goes. Run from the repository root after gemm_sm90_run.sh has built the harness
 # (or carry packages/numerics/cuda/build/gemm_sm90 built here with --build-only):
 #
 #   bash packages/numerics/cuda/gemm_sm90_profile.sh big:4096,7168,16384 mc:4096,7168,16384:--cfg,mc

@@ -25,13 +25,16 @@ if [[ "${1:-}" == "--build-only" ]]; then
   shift
 fi
 
-stamp=$( (cat "$here/gemm_sm90.h" "$here/gemm_sm90.cu" "$here/gemm_sm90_test.cu"; echo "${flags[*]}"; "$NVCC" --version) | sha256sum | cut -c1-16)
+# The GEMM's sources: the C API and launches, its kernels and PTX wrappers, its planner, and the harness.
+sources=(gemm_sm90.cu gemm_sm90_plan.cc gemm_sm90_test.cu)
+headers=(gemm_sm90.h gemm_sm90_kernel.cuh sm90_ptx.cuh gemm_sm90_plan.h)
+stamp=$( (cd "$here" && cat "${headers[@]}" "${sources[@]}"; echo "${flags[*]}"; "$NVCC" --version) | sha256sum | cut -c1-16)
 if [[ -x "$build/gemm_test" && -f "$build/stamp" && "$(cat "$build/stamp")" == "$stamp" ]]; then
   echo "nvcc: skipped, reusing $build/gemm_test (stamp $stamp)"
 else
   rm -f "$build/stamp"
   t0=$(date +%s.%N)
-  if ! "$NVCC" "${flags[@]}" --threads 0 -Xptxas -v "$here/gemm_sm90.cu" "$here/gemm_sm90_test.cu" -o "$build/gemm_test" \
+  if ! "$NVCC" "${flags[@]}" --threads 0 -Xptxas -v "${sources[@]/#/$here/}" -o "$build/gemm_test" \
       2> "$build/ptxas.log"; then
     cat "$build/ptxas.log"
     echo "BUILD FAILED"

@@ -1,7 +1,7 @@
-// Standalone harness for the sm_90a block-scaled FP8 GEMM (gemm_sm90.cu): correctness on fresh random inputs,
-// then speed. No Node.js needed.
+// Standalone harness for the sm_90a block-scaled FP8 GEMM (gemm_sm90.cu with its kernels in gemm_sm90_kernel.cuh
+// and its planner in gemm_sm90_plan.cc): correctness on fresh random inputs, then speed. No Node.js needed.
 //
-//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a gemm_sm90.cu gemm_sm90_test.cu -o gemm_test
+//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a gemm_sm90.cu gemm_sm90_plan.cc gemm_sm90_test.cu -o gemm_test
 //   ./gemm_test [--quick] [--shape M,N,K]... [--group api|odd|m64|m128|m4096|grouped|precision|v1v2|multicast]...
 //               [--cfg BMxBN[xSTAGES[xBAND]] | pBMxBN | mcBMxBN | precise | mc | simt] [--seed S] [--reps R] [--no-timing]
 //               [--no-fork] [--timeout SEC]

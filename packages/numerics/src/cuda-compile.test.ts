@@ -55,6 +55,9 @@ async function pool<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]> 
   return results;
 }
 
+/** gemm_sm90.cu -> gemm_sm90.o, gemm_sm90_plan.cc -> gemm_sm90_plan.o */
+const objectName = (source: string): string => source.replace(/\.(cu|cc)$/, ".o");
+
 const nvcc = findNvcc();
 const nodeInclude = findNodeInclude();
 const cublasHeader = [process.env.CUDA_HOME, "/usr/local/cuda"].map((d) => d && join(d, "include", "cublasLt.h")).find((p) => p && existsSync(p));
@@ -68,8 +71,10 @@ test("CUDA sources compile for sm_90a (nvcc), and the addon links and loads with
   const out = mkdtempSync(join(tmpdir(), "octet-cuda-"));
   try {
     const sources = ["quantize.cu", "util.cu", "cublaslt_stub.cu"];
-    const sm90 = existsSync(join(cudaDir, "gemm_sm90.cu")) && existsSync(join(cudaDir, "gemm_sm90.h"));
-    if (sm90) sources.push("gemm_sm90.cu");
+    // The Hopper GEMM: its C API and launches (with the kernels and PTX wrappers it includes) and its planner.
+    const sm90Sources = ["gemm_sm90.cu", "gemm_sm90_plan.cc"];
+    const sm90 = existsSync(join(cudaDir, "gemm_sm90.h")) && sm90Sources.every((s) => existsSync(join(cudaDir, s)));
+    if (sm90) sources.push(...sm90Sources);
     if (nodeInclude) sources.push("addon.cu");
     else t.diagnostic("addon.cu not compiled: node_api.h not found (NODE_INCLUDE, <node>/../include/node)");
     if (cublasHeader) sources.push("cublaslt.cu");
@@ -78,7 +83,7 @@ test("CUDA sources compile for sm_90a (nvcc), and the addon links and loads with
     if (nodeInclude) flags.push(`-I${nodeInclude}`);
     if (sm90) flags.push("-DOCTET_HAVE_SM90");
     const t0 = Date.now();
-    const results = await pool(sources.map((s) => () => run(nvcc, [...flags, join(cudaDir, s), "-o", join(out, s.replace(/\.cu$/, ".o"))])), Math.max(1, availableParallelism()));
+    const results = await pool(sources.map((s) => () => run(nvcc, [...flags, join(cudaDir, s), "-o", join(out, objectName(s))])), Math.max(1, availableParallelism()));
     const failures: string[] = [];
     sources.forEach((s, i) => {
       t.diagnostic(`${s}: ${results[i].code === 0 ? "ok" : "FAILED"} in ${(results[i].ms / 1000).toFixed(1)} s`);
@@ -89,7 +94,7 @@ test("CUDA sources compile for sm_90a (nvcc), and the addon links and loads with
     t.diagnostic(`compiled ${sources.length} sources in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     if (!nodeInclude) return;
-    const objects = ["quantize.o", "util.o", "addon.o", "cublaslt_stub.o", ...(sm90 ? ["gemm_sm90.o"] : [])].map((o) => join(out, o));
+    const objects = ["quantize.cu", "util.cu", "addon.cu", "cublaslt_stub.cu", ...(sm90 ? sm90Sources : [])].map((s) => join(out, objectName(s)));
     const target = join(out, "octet_numerics_cuda.node");
     const link = await run(nvcc, ["-shared", "-gencode=arch=compute_90a,code=sm_90a", "-o", target, ...objects, "-Xlinker", "-z", "-Xlinker", "undefs"]);
     assert.equal(link.code, 0, `nvcc link failed:\n${link.output}`);
