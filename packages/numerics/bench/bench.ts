@@ -1,8 +1,9 @@
 // Benchmark of the CPU path of @octet/numerics: quantization GB/s and block-scaled GEMM GFLOP/s, native vs the
 // TypeScript specification, next to the plain fp32 GEMM measured in the same run.
 //   npm run bench -w @octet/numerics            (OCTET_NUMERICS_BACKEND=typescript: the TS path only)
-// Writes bench/results.json and bench/results.md.
-import { writeFileSync } from "node:fs";
+// Writes bench/results.json and the CPU section of bench/RESULTS.md (between its cpu-bench markers).
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { quantizeReference } from "../src/quantize.js";
@@ -157,11 +158,20 @@ const date = new Date().toISOString();
 const here = fileURLToPath(new URL(".", import.meta.url));
 const results = { date, cpu, logicalCpus: cpus().length, node: process.version, path: k ? "native" : "typescript", native: info ?? null, reason: k ? null : nativeUnavailableReason(), tsGemmShape: TS_SHAPE.join("x"), rows, ratios, speedups };
 writeFileSync(`${here}results.json`, JSON.stringify(results, null, 2) + "\n");
-writeFileSync(
-  `${here}results.md`,
-  `# @octet/numerics CPU benchmark\n\n${date} — ${cpu} (${cpus().length} logical CPUs), Node ${process.version}\n\nCode path: ${path}\n\n` +
+// RESULTS.md holds every path's current figures; this run replaces only the CPU section, between the markers.
+const resultsMd = `${here}RESULTS.md`;
+const START = "<!-- cpu-bench:start (written by bench/bench.ts) -->";
+const END = "<!-- cpu-bench:end -->";
+const doc = readFileSync(resultsMd, "utf8");
+const start = doc.indexOf(START);
+const end = doc.indexOf(END);
+if (start < 0 || end < start) throw new Error(`${resultsMd}: the CPU section's markers are missing (${START} ... ${END}); bench.ts writes between them`);
+const git = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: here, encoding: "utf8" });
+const commit = git.status === 0 ? `commit ${git.stdout.trim()}` : "commit unknown (not a git checkout)";
+const section =
+  `${date} — ${cpu} (${cpus().length} logical CPUs), Node ${process.version}, ${commit}\n\nCode path: ${path}\n\n` +
     `Quantization: 4096x4096 float32 → e4m3, GB/s = (4 B read + 1 B written per element + 4 B per scale) / time (fused kernel: 2 B written).\n` +
     `GEMM: GFLOP/s = 2·M·N·K / time, shapes M x N x K, A 1x128 tiles, B 128x128 blocks, promoteEvery 128; each call includes decoding and packing. ` +
-    `The TypeScript spec runs only at ${TS_SHAPE.join("x")} (1024³ would take ~10 s); the native kernels run there too for comparison.\n\n${table}\n\n${ratioLines}\n`,
-);
-console.log(`\nwrote ${here}results.json and results.md`);
+    `The TypeScript spec runs only at ${TS_SHAPE.join("x")} (1024³ would take ~10 s); the native kernels run there too for comparison.\n\n${table}\n\n${ratioLines}`;
+writeFileSync(resultsMd, `${doc.slice(0, start + START.length)}\n${section}\n${doc.slice(end)}`);
+console.log(`\nwrote ${here}results.json and the CPU section of RESULTS.md`);
