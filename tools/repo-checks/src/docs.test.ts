@@ -1,5 +1,6 @@
 // The docs check: every command a README (or docs/) tells a user to run is either run here or knowingly
-// skipped with a reason, and the npm commands the prose mentions exist. Markers: see markdown.ts.
+// skipped with a reason, the npm commands the prose mentions exist, and relative links lead to files of the
+// repository. Markers: see markdown.ts.
 //
 // Checked blocks run from the repository root (or their cwd=) one command at a time, each within its time
 // limit (default 120 s), and must exit 0 and print what their `# expect:` lines name. They need the
@@ -9,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { describe, it } from "node:test";
 import { npmCommandProblems, repoCommands, runCommand } from "./commands.js";
 import { LAYERING } from "./layering.js";
@@ -37,6 +38,21 @@ describe("docs: every block is labelled, every command block checked or knowingl
       else if (isShell(b) && !b.marker) problems.push(`${where}: a ${b.language} block without <!-- docs-check --> or <!-- docs-check: skip (why) --> before it`);
       else if (!isShell(b) && b.marker) problems.push(`${where}: a docs-check marker on a ${b.language} block (only shell blocks are run)`);
       else if (b.marker?.kind === "check" && commandsOf(b).length === 0) problems.push(`${where}: a checked block with no command`);
+    }
+    assert.deepEqual(problems, []);
+  });
+
+  it("every relative link points to a file or directory that exists", () => {
+    const problems: string[] = [];
+    for (const file of files) {
+      readText(REPO_ROOT, file).split("\n").forEach((line, index) => {
+        for (const [, href] of line.matchAll(/\]\(([^)\s]+)\)/g)) {
+          if (/^[a-z][a-z0-9+.-]*:/i.test(href) || href.startsWith("#")) continue; // a URL or an anchor
+          const target = join(REPO_ROOT, dirname(file), decodeURI(href.split("#")[0]));
+          if (relative(REPO_ROOT, target).startsWith("..")) problems.push(`${file}:${index + 1}: ${href} leaves the repository`);
+          else if (!existsSync(target)) problems.push(`${file}:${index + 1}: ${href} does not exist`);
+        }
+      });
     }
     assert.deepEqual(problems, []);
   });
