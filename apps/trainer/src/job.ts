@@ -170,7 +170,6 @@ export class JobRun {
       const init: ThreadInit = {
         spec,
         config,
-        specHadData: typeof job.data === "object" && job.data !== null && "data" in job.data,
         restore,
         control: controlBuf,
         emaEvery: emaWanted ? spec.ema.every : 0,

@@ -24,11 +24,6 @@ export interface ThreadInit {
   spec: JobSpec;
   /** The resolved config (resolveConfig(spec)): the model, training and data the thread uses. */
   config: Config;
-  /**
-   * No longer read: `config.data` is the job's data (resolveConfig puts the spec's data there, or keeps the
-   * config's when the spec has none). Kept optional only until job.ts stops setting it.
-   */
-  specHadData?: boolean;
   /** The restored state (tensors + the model's metadata), or null for a fresh start. */
   restore: { tensors: WireTensor[]; meta: Record<string, unknown> } | null;
   /** Shared control words (Int32Array over a SharedArrayBuffer of CTRL_WORDS). */
