@@ -92,7 +92,7 @@ test("octet-up trains micro end to end through every service, reports, and stops
     assert.ok(typeof last.plot === "string" && existsSync(last.plot));
     const svg = readFileSync(last.plot as string, "utf8");
     assert.match(svg, /^<svg /);
-    assert.match(svg, /<path d="M/);
+    assert.match(svg, /<path data-points="[1-9]\d*" d="M/); // a drawn curve: a path with points
     assert.match(svg, /entropy floor/);
     assert.match(String(last.web), /^http:\/\/127\.0\.0\.1:\d+\/jobs\//);
     assert.ok(!("relDiff" in last));
