@@ -4,7 +4,8 @@
 
 import type { Tensor } from "@octet/checkpointer";
 import type { EmaState, EmaStateMetadata } from "@octet/ema-keeper";
-import type { NamedTensor, TensorDtype, TrainingState } from "@octet/model";
+import { type NamedTensor, type TrainingState, stateTensor } from "@octet/model";
+import { bytesOf, typedArrayOf } from "@octet/numerics";
 
 /** Metadata keys of a trainer checkpoint (values are JSON strings). */
 export const META_MODEL = "octet.model";
@@ -35,10 +36,6 @@ function copyBytes(b: Uint8Array): Uint8Array {
   return out;
 }
 
-function bytesOf(t: NamedTensor["data"] | Float32Array): Uint8Array {
-  return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
-}
-
 /**
  * The model state as checkpoint tensors. With `copy` (default) the bytes are copied, so training may go on
  * while the checkpoint streams out (exportState's tensors are views of the live parameters).
@@ -52,22 +49,6 @@ export function stateToTensors(state: TrainingState, copy = true): Tensor[] {
   return out;
 }
 
-function typed(dtype: string, bytes: Uint8Array): NamedTensor["data"] {
-  const buf = copyBytes(bytes).buffer; // aligned, own buffer
-  switch (dtype) {
-    case "F32":
-      return new Float32Array(buf);
-    case "BF16":
-      return new Uint16Array(buf);
-    case "U32":
-      return new Uint32Array(buf);
-    case "I32":
-      return new Int32Array(buf);
-    default:
-      throw new RangeError(`checkpoint tensor dtype ${dtype} is not a model state dtype`);
-  }
-}
-
 /** The model state back from checkpoint tensors (EMA tensors excluded) and its metadata. */
 export function tensorsToState(tensors: readonly Tensor[], metadata: Record<string, string>): TrainingState {
   const raw = metadata[META_MODEL];
@@ -76,7 +57,7 @@ export function tensorsToState(tensors: readonly Tensor[], metadata: Record<stri
   const map = new Map<string, NamedTensor>();
   for (const t of tensors) {
     if (t.name.startsWith(EMA_PREFIX) || t.name.startsWith(CURVE_PREFIX)) continue;
-    map.set(t.name, { dtype: t.dtype as TensorDtype, shape: [...t.shape], data: typed(t.dtype, t.data) });
+    map.set(t.name, stateTensor(t.name, t.dtype, t.shape, t.data, { copy: true }));
   }
   return { tensors: map, meta };
 }
@@ -124,7 +105,7 @@ export interface CurveArrays {
 /** The curve as checkpoint tensors, so a resumed attempt rebuilds it exactly (whatever reached Redis or not). */
 export function curveToTensors(c: CurveArrays): Tensor[] {
   const n = c.step.length;
-  const t = (name: string, dtype: Tensor["dtype"], a: Uint32Array | Float64Array | Float32Array): Tensor => ({ name: `${CURVE_PREFIX}${name}`, dtype, shape: [n], data: copyBytes(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)) });
+  const t = (name: string, dtype: Tensor["dtype"], a: Uint32Array | Float64Array | Float32Array): Tensor => ({ name: `${CURVE_PREFIX}${name}`, dtype, shape: [n], data: copyBytes(bytesOf(a)) });
   return [t("step", "U32", c.step), t("loss", "F64", c.loss), t("val_loss", "F64", c.valLoss), t("tokens_per_sec", "F32", c.tokensPerSec)];
 }
 
@@ -136,10 +117,10 @@ export function curveFromTensors(tensors: readonly Tensor[]): CurveArrays | null
   const v = get("val_loss");
   const p = get("tokens_per_sec");
   if (!s || !l || !v || !p) return null;
-  const step = new Uint32Array(copyBytes(s.data).buffer);
-  const loss = new Float64Array(copyBytes(l.data).buffer);
-  const valLoss = new Float64Array(copyBytes(v.data).buffer);
-  const tokensPerSec = new Float32Array(copyBytes(p.data).buffer);
+  const step = typedArrayOf("U32", s.data, { copy: true });
+  const loss = typedArrayOf("F64", l.data, { copy: true });
+  const valLoss = typedArrayOf("F64", v.data, { copy: true });
+  const tokensPerSec = typedArrayOf("F32", p.data, { copy: true });
   if (loss.length !== step.length || valLoss.length !== step.length || tokensPerSec.length !== step.length) throw new RangeError("checkpoint curve tensors differ in length");
   return { step, loss, valLoss, tokensPerSec };
 }

@@ -4,7 +4,7 @@
 // word (cancel, shutdown).
 
 import { parentPort, workerData } from "node:worker_threads";
-import { type NamedTensor, type TensorDtype, Trainer, type TrainingState, loadDataset, trainLoop } from "@octet/model";
+import { type NamedTensor, Trainer, type TrainingState, loadDataset, stateTensor, trainLoop } from "@octet/model";
 import { CTRL_SAVE_BUSY, CTRL_STOP, type ThreadInit, type ThreadMessage, type WireTensor } from "./protocol.js";
 
 const port = parentPort!;
@@ -13,28 +13,6 @@ const control = new Int32Array(init.control);
 
 function post(m: ThreadMessage, transfer: ArrayBuffer[] = []): void {
   port.postMessage(m, transfer);
-}
-
-function typed(dtype: string, bytes: Uint8Array): NamedTensor["data"] {
-  let buf: ArrayBuffer;
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) buf = bytes.buffer as ArrayBuffer;
-  else {
-    const copy = new Uint8Array(bytes.byteLength);
-    copy.set(bytes);
-    buf = copy.buffer;
-  }
-  switch (dtype) {
-    case "F32":
-      return new Float32Array(buf);
-    case "BF16":
-      return new Uint16Array(buf);
-    case "U32":
-      return new Uint32Array(buf);
-    case "I32":
-      return new Int32Array(buf);
-    default:
-      throw new RangeError(`tensor dtype ${dtype} is not a model state dtype`);
-  }
 }
 
 /** A training state as it crosses to the main thread. */
@@ -70,7 +48,7 @@ async function main(): Promise<void> {
   }
   if (init.restore) {
     const tensors = new Map<string, NamedTensor>();
-    for (const t of init.restore.tensors) tensors.set(t.name, { dtype: t.dtype as TensorDtype, shape: t.shape, data: typed(t.dtype, t.data) });
+    for (const t of init.restore.tensors) tensors.set(t.name, stateTensor(t.name, t.dtype, t.shape, t.data));
     const state: TrainingState = { tensors, meta: init.restore.meta };
     try {
       trainer.importState(state);

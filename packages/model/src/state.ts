@@ -27,6 +27,18 @@ function isModelDtype(dtype: DType): dtype is TensorDtype {
   return (MODEL_DTYPES as readonly DType[]).includes(dtype);
 }
 
+/**
+ * A state tensor from its dtype name and element bytes (checked: one of the model's dtypes). A view of `bytes`
+ * where alignment allows, unless `copy`; else an aligned copy.
+ */
+export function stateTensor(name: string, dtype: string, shape: readonly number[], bytes: Uint8Array, opts: { copy?: boolean } = {}): NamedTensor {
+  if (!isModelDtype(dtype as DType)) {
+    throw new RangeError(`tensor ${JSON.stringify(name)}: dtype ${dtype} is not a model state dtype (${MODEL_DTYPES.join(", ")})`);
+  }
+  const d = dtype as TensorDtype;
+  return { dtype: d, shape: [...shape], data: typedArrayOf(d, bytes, opts) };
+}
+
 /** Serialize to safetensors bytes (tensors in name order, metadata under __metadata__.octet). */
 export function encodeSafetensors(state: TrainingState): Buffer {
   const names = [...state.tensors.keys()].sort();
@@ -41,12 +53,7 @@ export function encodeSafetensors(state: TrainingState): Buffer {
 export function decodeSafetensors(buf: Uint8Array): TrainingState {
   const file = deserialize(buf);
   const tensors = new Map<string, NamedTensor>();
-  for (const t of file.tensors) {
-    if (!isModelDtype(t.dtype)) {
-      throw new RangeError(`tensor ${JSON.stringify(t.name)}: dtype ${t.dtype} is not a model state dtype (${MODEL_DTYPES.join(", ")})`);
-    }
-    tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data: typedArrayOf(t.dtype, t.data, { copy: true }) });
-  }
+  for (const t of file.tensors) tensors.set(t.name, stateTensor(t.name, t.dtype, t.shape, t.data, { copy: true }));
   const meta = JSON.parse(file.metadata?.[META_KEY] ?? "{}") as Record<string, unknown>;
   return { tensors, meta };
 }
