@@ -5,7 +5,8 @@
   "targets": [
     {
       "target_name": "octet_numerics",
-      "sources": ["native/addon.cc", "native/pool.cc", "native/quantize.cc", "native/gemm.cc"],
+      "sources": ["native/addon.cc", "native/quantize.cc", "native/gemm.cc"],
+      "include_dirs": ["<!(node -p \"require('@octet/native-common/include-dir')\")"],
       "cflags!": ["-fno-exceptions", "-O2", "-O0"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17", "-O2", "-O0"],
       "cflags": ["-O3", "-march=<(octet_arch)", "-fno-fast-math", "-ffp-contract=off", "-pthread", "-Wno-maybe-uninitialized"],

@@ -1,99 +1,40 @@
-// Node-API bindings of the native CPU kernels (module octet_numerics).
-#define NAPI_VERSION 8
-#include <node_api.h>
+// Node-API bindings of the native CPU kernels (module octet_numerics). The argument readers, the error guard
+// and info()'s object come from @octet/native-common (include/octet/native/napi.h).
+#include <octet/native/napi.h>
 
-#include <cmath>
-#include <new>
-#include <stdexcept>
 #include <string>
 #include "common.h"
 
-#ifndef OCTET_BUILD_FLAGS
-#define OCTET_BUILD_FLAGS "unknown"
-#endif
-
 namespace {
 
+using octet_native::guarded;
+using octet_native::need;
+using octet_native::new_typed;
+using octet_native::num;
+using octet_native::range_error;
+using octet_native::set;
 
-
-struct JsError : std::runtime_error {
-  bool range;
-  JsError(const std::string& m, bool r) : std::runtime_error(m), range(r) {}
-};
-[[noreturn]] void type_error(const std::string& m) { throw JsError(m, false); }
-[[noreturn]] void range_error(const std::string& m) { throw JsError(m, true); }
-
-void check(napi_status s, const char* what) {
-  if (s != napi_ok) type_error(std::string("N-API call failed: ") + what);
-}
-
-struct Args {
-  napi_env env;
-  size_t argc = 16;
-  napi_value argv[16];
-  Args(napi_env e, napi_callback_info info, size_t want, const char* fn) : env(e) {
-    check(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr), "get_cb_info");
-    if (argc < want) type_error(std::string(fn) + ": expected " + std::to_string(want) + " arguments, got " + std::to_string(argc));
-    for (size_t i = argc; i < 16; i++) napi_get_undefined(env, &argv[i]);
-  }
-  template <class T>
-  T* typed(size_t i, napi_typedarray_type want, size_t* length, const char* name) {
-    bool is = false;
-    check(napi_is_typedarray(env, argv[i], &is), "is_typedarray");
-    napi_typedarray_type type;
-    void* data = nullptr;
-    if (is) check(napi_get_typedarray_info(env, argv[i], &type, length, &data, nullptr, nullptr), "typedarray_info");
-    if (!is || type != want) type_error(std::string(name) + " has the wrong typed-array type");
-    return static_cast<T*>(data);
-  }
-  int64_t integer(size_t i, const char* name, int64_t min) {
-    double v;
-    if (napi_get_value_double(env, argv[i], &v) != napi_ok || !std::isfinite(v) || v != std::floor(v) || v < (double)min || v > 9007199254740991.0)
-      range_error(std::string(name) + " must be an integer >= " + std::to_string(min));
-    return (int64_t)v;
-  }
+// The numerics kernels take sizes up to 2^53 - 1 (JavaScript's safe integers) and FP8 format codes; their
+// boolean options are optional flags (Args::flag).
+struct Args : octet_native::Args {
+  using octet_native::Args::Args;
+  int64_t integer(size_t i, const char* name, int64_t min) { return octet_native::Args::integer(i, name, min, 9007199254740991.0); }
   int format(size_t i, const char* name) {
     int64_t f = integer(i, name, 0);
     if (f > 1) range_error(std::string(name) + " must be 0 (e4m3) or 1 (e5m2)");
     return (int)f;
   }
-  bool boolean(size_t i) {
-    bool b = false;
-    napi_valuetype t;
-    napi_typeof(env, argv[i], &t);
-    if (t == napi_boolean) napi_get_value_bool(env, argv[i], &b);
-    return b;
-  }
 };
 
-template <class T>
-napi_value new_typed(napi_env env, napi_typedarray_type type, size_t n, T** data) {
-  napi_value ab, out;
-  void* raw = nullptr;
-  check(napi_create_arraybuffer(env, n * sizeof(T), &raw, &ab), "create_arraybuffer");
-  check(napi_create_typedarray(env, type, n, ab, 0, &out), "create_typedarray");
-  *data = static_cast<T*>(raw);
-  return out;
+const char* isa_description() {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  return "avx512 (14x32 fp32 microkernel)";
+#elif defined(__AVX2__)
+  return "avx2 (portable vector microkernel)";
+#else
+  return "generic (portable vector microkernel)";
+#endif
 }
-
-void set(napi_env env, napi_value obj, const char* key, napi_value v) { check(napi_set_named_property(env, obj, key, v), key); }
-napi_value num(napi_env env, double v) { napi_value r; napi_create_double(env, v, &r); return r; }
-
-template <class F>
-napi_value guarded(napi_env env, F&& f) {
-  try {
-    return f();
-  } catch (const JsError& e) {
-    if (e.range) napi_throw_range_error(env, nullptr, e.what()); else napi_throw_type_error(env, nullptr, e.what());
-  } catch (const std::bad_alloc&) {
-    napi_throw_error(env, nullptr, "octet_numerics: out of memory");
-  } catch (const std::exception& e) {
-    napi_throw_error(env, nullptr, e.what());
-  }
-  return nullptr;
-}
-
-void need(bool ok, const std::string& m) { if (!ok) range_error(m); }
 
 // quantize(x, rows, cols, blockRows, blockCols, format, pow2) -> { data, scales, firstNonFinite }
 napi_value Quantize(napi_env env, napi_callback_info info) {
@@ -104,7 +45,7 @@ napi_value Quantize(napi_env env, napi_callback_info info) {
     const int64_t rows = a.integer(1, "rows", 1), cols = a.integer(2, "cols", 1);
     const int64_t br = a.integer(3, "blockRows", 1), bc = a.integer(4, "blockCols", 1);
     const int fmt = a.format(5, "format");
-    const bool pow2 = a.boolean(6);
+    const bool pow2 = a.flag(6);
     need((int64_t)n == rows * cols, "quantize: x.length must equal rows * cols");
     const int64_t grid = ((rows + br - 1) / br) * ((cols + bc - 1) / bc);
     uint8_t* data; float* scales;
@@ -127,10 +68,8 @@ napi_value QuantizeTiledBoth(napi_env env, napi_callback_info info) {
     size_t n;
     const float* x = a.typed<float>(0, napi_float32_array, &n, "x");
     const int64_t rows = a.integer(1, "rows", 1), cols = a.integer(2, "cols", 1);
-    napi_valuetype t3;
-    napi_typeof(env, a.argv[3], &t3);
-    const int fmt = t3 == napi_undefined ? 0 : a.format(3, "format");
-    const bool pow2 = a.boolean(4);
+    const int fmt = a.undefined(3) ? 0 : a.format(3, "format");
+    const bool pow2 = a.flag(4);
     need((int64_t)n == rows * cols, "quantizeTiledBoth: x.length must equal rows * cols");
     uint8_t *rd, *cd; float *rs, *cs;
     napi_value vrd = new_typed(env, napi_uint8_array, rows * cols, &rd);
@@ -166,9 +105,7 @@ napi_value ScaledMatmul(napi_env env, napi_callback_info info) {
     const int64_t N = a.integer(9, "N", 1);
     const int64_t bbr = a.integer(10, "bBlockRows", 1), bbc = a.integer(11, "bBlockCols", 1);
     const int bfmt = a.format(12, "bFormat");
-    napi_valuetype t13;
-    napi_typeof(env, a.argv[13], &t13);
-    const int64_t P = t13 == napi_undefined ? 128 : a.integer(13, "promoteEvery", 1);
+    const int64_t P = a.undefined(13) ? 128 : a.integer(13, "promoteEvery", 1);
     need((int64_t)na == M * K, "scaledMatmul: aData.length must equal M * K");
     need((int64_t)nb == N * K, "scaledMatmul: bData.length must equal N * K");
     need((int64_t)nas == ((M + abr - 1) / abr) * ((K + abc - 1) / abc), "scaledMatmul: aScales has the wrong length");
@@ -212,7 +149,7 @@ napi_value EncodeFp8(napi_env env, napi_callback_info info) {
     const int fmt = a.format(1, "format");
     uint8_t* out;
     napi_value v = new_typed(env, napi_uint8_array, n, &out);
-    octet::encode_fp8_array(x, (int64_t)n, fmt, a.boolean(2), out);
+    octet::encode_fp8_array(x, (int64_t)n, fmt, a.flag(2), out);
     return v;
   });
 }
@@ -243,18 +180,7 @@ napi_value EncodeBf16(napi_env env, napi_callback_info info) {
 }
 
 napi_value Info(napi_env env, napi_callback_info) {
-  return guarded(env, [&] {
-    napi_value out, s;
-    napi_create_object(env, &out);
-    set(env, out, "threads", num(env, octet::pool().threads()));
-    napi_create_string_utf8(env, octet::isa_description(), NAPI_AUTO_LENGTH, &s);
-    set(env, out, "isa", s);
-    napi_create_string_utf8(env, OCTET_BUILD_FLAGS, NAPI_AUTO_LENGTH, &s);
-    set(env, out, "flags", s);
-    napi_create_string_utf8(env, "g++ " __VERSION__, NAPI_AUTO_LENGTH, &s);
-    set(env, out, "compiler", s);
-    return out;
-  });
+  return guarded(env, [&] { return octet_native::build_info(env, octet::pool().threads(), isa_description()); });
 }
 
 napi_value Init(napi_env env, napi_value exports) {

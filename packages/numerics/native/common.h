@@ -1,56 +1,24 @@
-// Shared helpers of the native CPU kernels: thread pool, aligned buffers, FP8 encode/decode.
+// Shared helpers of the numerics kernels: aligned buffers, FP8 encode/decode, the kernels' declarations.
+// The thread pool and FP guard come from @octet/native-common (include/octet/native/pool.h).
 #pragma once
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
-#include <vector>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
+#include <octet/native/pool.h>
 
 namespace octet {
 
 inline uint32_t bits_of(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 inline float float_of(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 
-// ---- thread pool -----------------------------------------------------------------------------------
-// Persistent workers (threads - 1 of them); the calling thread takes part. A call that finds the pool busy
-// (another isolate's call) runs serially on its own thread.
-class Pool {
- public:
-  explicit Pool(int threads);
-  int threads() const { return threads_; }
-  void run(int tasks, const std::function<void(int)>& fn);
- private:
-  void worker();
-  void drain();
-  int threads_;
-  std::vector<std::thread> workers_;
-  std::mutex m_, busy_;
-  std::condition_variable cv_, done_cv_;
-  const std::function<void(int)>* job_ = nullptr;
-  std::atomic<int> next_{0};
-  int tasks_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-};
-Pool& pool();
-int configured_threads();
-
-// Clears FTZ/DAZ for the duration of a kernel on the calling thread (bit-exactness with subnormals).
-struct ExactFpGuard {
-#if defined(__SSE__)
-  unsigned saved;
-  ExactFpGuard() : saved(_mm_getcsr()) { _mm_setcsr(saved & ~0x8040u); }
-  ~ExactFpGuard() { _mm_setcsr(saved); }
-#endif
-};
+// ---- thread pool, FP environment (@octet/native-common) ---------------------------------------------
+using octet_native::ExactFpGuard;
+using octet_native::Pool;
+using octet_native::pool;
 
 // ---- aligned buffers -------------------------------------------------------------------------------
 struct FreeDeleter { void operator()(void* p) const { std::free(p); } };
@@ -161,7 +129,5 @@ void scaled_matmul(const uint8_t* a, const float* a_scales, int64_t M, int64_t K
                    int64_t promote_every, float* c);
 void matmul_f32(const float* a, const float* b, int64_t M, int64_t N, int64_t K, float* c);
 void matmul_bf16(const uint16_t* a, const uint16_t* b, int64_t M, int64_t N, int64_t K, float* c);
-
-const char* isa_description();
 
 }  // namespace octet

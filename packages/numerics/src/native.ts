@@ -1,14 +1,12 @@
 // Loader of the native CPU kernels (build/Release/octet_numerics.node, built by `node-gyp rebuild` in the
-// package's build script from native/*.cc). Optional at run time: when the addon is missing or disabled
-// (OCTET_NUMERICS_BACKEND=typescript) loadNativeKernels() returns null and nativeUnavailableReason() says why.
+// package's build script from native/*.cc and @octet/native-common's headers). Optional at run time: when the
+// addon is missing or disabled (OCTET_NUMERICS_BACKEND=typescript) loadNativeKernels() returns null and
+// nativeUnavailableReason() says why (@octet/native-common's loadNativeAddon).
 //
 // Every kernel trusts its caller for the meaning of its arguments (the TypeScript wrappers validate at the
 // edge) but checks array types and lengths, so a wrong call throws instead of reading out of bounds.
 
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { type NativeAddonLoad, loadNativeAddon, nativeAddonPath as addonPathIn } from "@octet/native-common";
 
 /** FP8 format codes of the native interface. */
 export const NATIVE_FORMAT = { e4m3: 0, e5m2: 1 } as const;
@@ -68,42 +66,34 @@ export interface NativeKernels {
   info(): NativeInfo;
 }
 
-/** Path of the addon: the package root is one level above this file, from src/ (tsx) and from dist/. */
+// The package root is one level above this file, from src/ (tsx) and from dist/.
+const PACKAGE_ROOT = new URL("..", import.meta.url);
+const ADDON_FILE = "octet_numerics.node";
+
+/** Path of the addon (whether or not it is built). */
 export function nativeAddonPath(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), "..", "build", "Release", "octet_numerics.node");
+  return addonPathIn(PACKAGE_ROOT, ADDON_FILE);
 }
 
-let loaded: NativeKernels | null | undefined;
-let reason: string | null = null;
+let load: NativeAddonLoad<NativeKernels> | undefined;
 
+function loadOnce(): NativeAddonLoad<NativeKernels> {
+  load ??= loadNativeAddon<NativeKernels>({
+    packageRoot: PACKAGE_ROOT,
+    file: ADDON_FILE,
+    packageName: "@octet/numerics",
+    envVar: "OCTET_NUMERICS_BACKEND",
+    functions: ["quantize", "quantizeTiledBoth", "scaledMatmul", "matmulF32", "matmulBf16", "encodeFp8", "decodeFp8", "encodeBf16", "info"],
+  });
+  return load;
+}
+
+/** The native kernels, or null (see nativeUnavailableReason). Loaded once per process. */
 export function loadNativeKernels(): NativeKernels | null {
-  if (loaded !== undefined) return loaded;
-  loaded = null;
-  if (process.env.OCTET_NUMERICS_BACKEND === "typescript") {
-    reason = "disabled by OCTET_NUMERICS_BACKEND=typescript";
-    return loaded;
-  }
-  const path = nativeAddonPath();
-  if (!existsSync(path)) {
-    reason = `addon not built (${path} is missing; run npm run build -w @octet/numerics)`;
-    return loaded;
-  }
-  try {
-    const require = createRequire(import.meta.url);
-    const addon = require(path) as NativeKernels;
-    for (const name of ["quantize", "quantizeTiledBoth", "scaledMatmul", "matmulF32", "matmulBf16", "encodeFp8", "decodeFp8", "encodeBf16", "info"] as const) {
-      if (typeof addon[name] !== "function") throw new Error(`the addon lacks ${name}() (stale build?)`);
-    }
-    loaded = addon;
-    reason = null;
-  } catch (err) {
-    reason = `failed to load ${path}: ${err instanceof Error ? err.message : String(err)}`;
-  }
-  return loaded;
+  return loadOnce().addon;
 }
 
 /** Why loadNativeKernels() returns null, or null when the native kernels are available. */
 export function nativeUnavailableReason(): string | null {
-  loadNativeKernels();
-  return reason;
+  return loadOnce().reason;
 }

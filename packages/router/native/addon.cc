@@ -1,93 +1,30 @@
-// Node-API bindings of the router's native CPU kernel (module octet_router).
-#define NAPI_VERSION 8
-#include <node_api.h>
+// Node-API bindings of the router's native CPU kernel (module octet_router). The argument readers, the error
+// guard and info()'s object come from @octet/native-common (include/octet/native/napi.h).
+#include <octet/native/napi.h>
 
 #include <cmath>
-#include <new>
-#include <stdexcept>
-#include <string>
 #include "common.h"
-
-#ifndef OCTET_BUILD_FLAGS
-#define OCTET_BUILD_FLAGS "unknown"
-#endif
 
 namespace {
 
-struct JsError : std::runtime_error {
-  bool range;
-  JsError(const std::string& m, bool r) : std::runtime_error(m), range(r) {}
-};
-[[noreturn]] void type_error(const std::string& m) { throw JsError(m, false); }
-[[noreturn]] void range_error(const std::string& m) { throw JsError(m, true); }
+using octet_native::guarded;
+using octet_native::need;
+using octet_native::new_typed;
+using octet_native::num;
 
-void check(napi_status s, const char* what) {
-  if (s != napi_ok) type_error(std::string("N-API call failed: ") + what);
-}
-
-struct Args {
-  napi_env env;
-  size_t argc = 16;
-  napi_value argv[16];
-  Args(napi_env e, napi_callback_info info, size_t want, const char* fn) : env(e) {
-    check(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr), "get_cb_info");
-    if (argc < want) type_error(std::string(fn) + ": expected " + std::to_string(want) + " arguments, got " + std::to_string(argc));
-    for (size_t i = argc; i < 16; i++) napi_get_undefined(env, &argv[i]);
-  }
-  bool nullish(size_t i) {
-    napi_valuetype t;
-    napi_typeof(env, argv[i], &t);
-    return t == napi_null || t == napi_undefined;
-  }
-  template <class T>
-  T* typed(size_t i, napi_typedarray_type want, size_t* length, const char* name) {
-    bool is = false;
-    check(napi_is_typedarray(env, argv[i], &is), "is_typedarray");
-    napi_typedarray_type type;
-    void* data = nullptr;
-    if (is) check(napi_get_typedarray_info(env, argv[i], &type, length, &data, nullptr, nullptr), "typedarray_info");
-    if (!is || type != want) type_error(std::string(name) + " has the wrong typed-array type");
-    return static_cast<T*>(data);
-  }
-  int64_t integer(size_t i, const char* name, int64_t min) {
-    double v;
-    if (napi_get_value_double(env, argv[i], &v) != napi_ok || !std::isfinite(v) || v != std::floor(v) || v < (double)min || v > 2147483647.0)
-      range_error(std::string(name) + " must be an integer >= " + std::to_string(min));
-    return (int64_t)v;
-  }
-  double number(size_t i, const char* name) {
-    double v;
-    if (napi_get_value_double(env, argv[i], &v) != napi_ok || !std::isfinite(v)) range_error(std::string(name) + " must be a finite number");
-    return v;
-  }
-  bool boolean(size_t i, const char* name) {
-    bool b = false;
-    napi_valuetype t;
-    napi_typeof(env, argv[i], &t);
-    if (t != napi_boolean) type_error(std::string(name) + " must be a boolean");
-    napi_get_value_bool(env, argv[i], &b);
-    return b;
-  }
+// The router's sizes are int32 (its indices are Int32Array); booleans are required (Args::boolean).
+struct Args : octet_native::Args {
+  using octet_native::Args::Args;
+  int64_t integer(size_t i, const char* name, int64_t min) { return octet_native::Args::integer(i, name, min, 2147483647.0); }
 };
 
-void set(napi_env env, napi_value obj, const char* key, napi_value v) { check(napi_set_named_property(env, obj, key, v), key); }
-napi_value num(napi_env env, double v) { napi_value r; napi_create_double(env, v, &r); return r; }
-
-template <class F>
-napi_value guarded(napi_env env, F&& f) {
-  try {
-    return f();
-  } catch (const JsError& e) {
-    if (e.range) napi_throw_range_error(env, nullptr, e.what()); else napi_throw_type_error(env, nullptr, e.what());
-  } catch (const std::bad_alloc&) {
-    napi_throw_error(env, nullptr, "octet_router: out of memory");
-  } catch (const std::exception& e) {
-    napi_throw_error(env, nullptr, e.what());
-  }
-  return nullptr;
+const char* isa_description() {
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  return "avx512 (8 x f64 sigmoid, 16 x f32 choice/top-2/selection)";
+#else
+  return "scalar (portable C++, same float64/float32 operations)";
+#endif
 }
-
-void need(bool ok, const std::string& m) { if (!ok) range_error(m); }
 
 // routeSigmoid(logits, tokens, experts, topK, nGroup, topkGroup, bias, normTopkProb, routedScalingFactor,
 //              indices, weights, scores | null) -> first NaN flat index or -1
@@ -143,29 +80,15 @@ napi_value SigmoidF32(napi_env env, napi_callback_info info) {
     Args a(env, info, 1, "sigmoidF32");
     size_t n;
     const float* x = a.typed<float>(0, napi_float32_array, &n, "x");
-    napi_value ab, out;
-    void* raw = nullptr;
-    check(napi_create_arraybuffer(env, n * sizeof(float), &raw, &ab), "create_arraybuffer");
-    check(napi_create_typedarray(env, napi_float32_array, n, ab, 0, &out), "create_typedarray");
-    float* y = static_cast<float*>(raw);
+    float* y;
+    napi_value out = new_typed(env, napi_float32_array, n, &y);
     for (size_t i = 0; i < n; i++) y[i] = octet_router::sigmoid_f32(x[i]);
     return out;
   });
 }
 
 napi_value Info(napi_env env, napi_callback_info) {
-  return guarded(env, [&] {
-    napi_value out, s;
-    napi_create_object(env, &out);
-    set(env, out, "threads", num(env, octet_router::pool().threads()));
-    napi_create_string_utf8(env, octet_router::isa_description(), NAPI_AUTO_LENGTH, &s);
-    set(env, out, "isa", s);
-    napi_create_string_utf8(env, OCTET_BUILD_FLAGS, NAPI_AUTO_LENGTH, &s);
-    set(env, out, "flags", s);
-    napi_create_string_utf8(env, "g++ " __VERSION__, NAPI_AUTO_LENGTH, &s);
-    set(env, out, "compiler", s);
-    return out;
-  });
+  return guarded(env, [&] { return octet_native::build_info(env, octet_router::pool().threads(), isa_description()); });
 }
 
 napi_value Init(napi_env env, napi_value exports) {

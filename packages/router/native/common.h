@@ -1,52 +1,15 @@
-// Shared helpers of the router's native CPU kernel: thread pool, FP environment guard.
-// (The same patterns as @octet/numerics' native/common.h; the router does not depend on that addon.)
+// Declarations of the router's native CPU kernel. The thread pool and FP guard come from @octet/native-common
+// (include/octet/native/pool.h), shared with @octet/numerics' kernels (the router does not depend on that addon).
 #pragma once
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <cstdlib>
-#include <functional>
-#include <mutex>
-#include <thread>
-#include <vector>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
+#include <octet/native/pool.h>
 
 namespace octet_router {
 
-// ---- thread pool -----------------------------------------------------------------------------------
-// Persistent workers (threads - 1 of them); the calling thread takes part. A call that finds the pool busy
-// (another isolate's call) runs serially on its own thread.
-class Pool {
- public:
-  explicit Pool(int threads);
-  int threads() const { return threads_; }
-  void run(int tasks, const std::function<void(int)>& fn);
- private:
-  void worker();
-  void drain();
-  int threads_;
-  std::vector<std::thread> workers_;
-  std::mutex m_, busy_;
-  std::condition_variable cv_, done_cv_;
-  const std::function<void(int)>* job_ = nullptr;
-  std::atomic<int> next_{0};
-  int tasks_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-};
-Pool& pool();
-int configured_threads();
-
-// Clears FTZ/DAZ for the duration of a kernel on the calling thread (bit-exactness with subnormals).
-struct ExactFpGuard {
-#if defined(__SSE__)
-  unsigned saved;
-  ExactFpGuard() : saved(_mm_getcsr()) { _mm_setcsr(saved & ~0x8040u); }
-  ~ExactFpGuard() { _mm_setcsr(saved); }
-#endif
-};
+// ---- thread pool, FP environment (@octet/native-common) ---------------------------------------------
+using octet_native::ExactFpGuard;
+using octet_native::Pool;
+using octet_native::pool;
 
 // ---- kernel ----------------------------------------------------------------------------------------
 struct RouteShape {
@@ -71,7 +34,5 @@ int64_t route_sigmoid(const float* logits, const RouteShape& shape, const float*
 
 // float32(1 / (1 + exp(-z))) exactly as sigmoidF32 of src/sigmoid.ts (scalar path; for the tests).
 float sigmoid_f32(float z);
-
-const char* isa_description();
 
 }  // namespace octet_router

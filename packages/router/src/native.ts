@@ -1,15 +1,13 @@
 // Loader of the router's native CPU kernel (build/Release/octet_router.node, built by `node-gyp rebuild` in
-// the package's build script from native/*.cc). Optional at run time: when the addon is missing or disabled
-// (OCTET_ROUTER_BACKEND=typescript, or setRouterBackend("typescript")) nativeRouteKernel() returns null,
-// routeTokens runs its TypeScript implementation (the specification), and nativeUnavailableReason() says why.
+// the package's build script from native/*.cc and @octet/native-common's headers). Optional at run time: when
+// the addon is missing or disabled (OCTET_ROUTER_BACKEND=typescript, or setRouterBackend("typescript"))
+// nativeRouteKernel() returns null, routeTokens runs its TypeScript implementation (the specification), and
+// routerBackend() says which path runs and why.
 //
 // The kernel trusts its caller for the meaning of its arguments (routeTokens validates first) but checks
 // array types and lengths, so a wrong call throws instead of reading out of bounds.
 
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { type NativeAddonLoad, loadNativeAddon, nativeAddonPath as addonPathIn } from "@octet/native-common";
 
 export interface NativeRouterInfo {
   threads: number;
@@ -37,50 +35,42 @@ export interface NativeRouterKernels {
   info(): NativeRouterInfo;
 }
 
-/** Path of the addon: the package root is one level above this file, from src/ (tsx) and from dist/. */
+// The package root is one level above this file, from src/ (tsx) and from dist/.
+const PACKAGE_ROOT = new URL("..", import.meta.url);
+const ADDON_FILE = "octet_router.node";
+
+/** Path of the addon (whether or not it is built). */
 export function nativeAddonPath(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), "..", "build", "Release", "octet_router.node");
+  return addonPathIn(PACKAGE_ROOT, ADDON_FILE);
 }
 
 // The same expression as FRACTION_POWERS in sigmoid.ts, so the native kernel uses the very doubles V8's
 // Math.pow produced (the route-native tests would notice if the two drifted apart).
 const FRACTION_POWERS = Float64Array.from({ length: 32 }, (_, j) => Math.pow(2, j / 32));
 
-let loaded: NativeRouterKernels | null | undefined;
-let reason: string | null = null;
+let load: NativeAddonLoad<NativeRouterKernels> | undefined;
 let forced: "native" | "typescript" | null = null;
 
-export function loadNativeRouterKernels(): NativeRouterKernels | null {
-  if (loaded !== undefined) return loaded;
-  loaded = null;
-  if (process.env.OCTET_ROUTER_BACKEND === "typescript") {
-    reason = "disabled by OCTET_ROUTER_BACKEND=typescript";
-    return loaded;
-  }
-  const path = nativeAddonPath();
-  if (!existsSync(path)) {
-    reason = `addon not built (${path} is missing; run npm run build -w @octet/router)`;
-    return loaded;
-  }
-  try {
-    const require = createRequire(import.meta.url);
-    const addon = require(path) as NativeRouterKernels;
-    for (const name of ["routeSigmoid", "setFractionPowers", "sigmoidF32", "info"] as const) {
-      if (typeof addon[name] !== "function") throw new Error(`the addon lacks ${name}() (stale build?)`);
-    }
-    addon.setFractionPowers(FRACTION_POWERS);
-    loaded = addon;
-    reason = null;
-  } catch (err) {
-    reason = `failed to load ${path}: ${err instanceof Error ? err.message : String(err)}`;
-  }
-  return loaded;
+function loadOnce(): NativeAddonLoad<NativeRouterKernels> {
+  load ??= loadNativeAddon<NativeRouterKernels>({
+    packageRoot: PACKAGE_ROOT,
+    file: ADDON_FILE,
+    packageName: "@octet/router",
+    envVar: "OCTET_ROUTER_BACKEND",
+    functions: ["routeSigmoid", "setFractionPowers", "sigmoidF32", "info"],
+    initialize: (addon) => addon.setFractionPowers(FRACTION_POWERS),
+  });
+  return load;
 }
 
-/** Why the native kernel is not used, or null when it is available. */
+/** The native kernel, or null when it is not built, fails to load or is disabled by OCTET_ROUTER_BACKEND. */
+export function loadNativeRouterKernels(): NativeRouterKernels | null {
+  return loadOnce().addon;
+}
+
+/** Why the native kernel is not available, or null when it is. */
 export function nativeUnavailableReason(): string | null {
-  loadNativeRouterKernels();
-  return reason;
+  return loadOnce().reason;
 }
 
 /**
@@ -95,4 +85,18 @@ export function setRouterBackend(backend: "native" | "typescript"): void {
 /** The kernel routeTokens dispatches to, or null (TypeScript path). */
 export function nativeRouteKernel(): NativeRouterKernels | null {
   return forced === "typescript" ? null : loadNativeRouterKernels();
+}
+
+export interface RouterBackendInfo {
+  /** What routeTokens runs for scoreFunction "sigmoid" ("softmax" always runs in TypeScript). */
+  path: "native" | "typescript";
+  /** Why the TypeScript path runs; null on the native path. */
+  reason: string | null;
+}
+
+/** Which path routeTokens' sigmoid gate runs in this process, and why (the router's numericsBackend()). */
+export function routerBackend(): RouterBackendInfo {
+  if (forced === "typescript") return { path: "typescript", reason: 'forced by setRouterBackend("typescript")' };
+  const { addon, reason } = loadOnce();
+  return addon ? { path: "native", reason: null } : { path: "typescript", reason };
 }
