@@ -6,7 +6,7 @@
 
 import { Command } from "commander";
 import { serviceOptionsFromEnv } from "@octet/proto";
-import { startNumericsServer } from "./service/server.js";
+import { startNumericsServer } from "./service/index.js";
 import { numericsBackend } from "./backend.js";
 
 const program = new Command()

@@ -1,4 +1,8 @@
 // @octet/numerics — FP8 and BF16 formats, fine-grained quantization, block-scaled FP8 GEMM, scaling recipes.
+//
+// The root is the CPU library only: the gRPC server is @octet/numerics/service and the CUDA backend
+// @octet/numerics/cuda, so that importing the library (as the model's training thread does) loads neither
+// @grpc/grpc-js nor the CUDA addon's code.
 
 export {
   type Fp8Format,
@@ -89,42 +93,3 @@ export {
 } from "./safetensors.js";
 
 export { type AccumulationStudyRow, runAccumulationStudy } from "./study.js";
-
-export { numericsHandlers, startNumericsServer, type NumericsServiceOptions } from "./service/server.js";
-
-export {
-  type DeviceDtype,
-  type CudaStatus,
-  type DeviceQuantizeOptions,
-  type DeviceQuantizedBoth,
-  type DeviceMatmulOptions,
-  type GroupedMatmulOptions,
-  type GemmImpl,
-  type GroupedImpl,
-  type GemmOut,
-  cudaStatus,
-  cudaAddonPath,
-  DeviceTensor,
-  DeviceQuantized,
-  DeviceExperts,
-  CudaGraph,
-  toDevice,
-  emptyDevice,
-  toDeviceQuantized,
-  quantizeDevice,
-  quantizeBothDevice,
-  dequantizeDevice,
-  scaledMatmulDevice,
-  stackExpertsDevice,
-  groupedScaledMatmulDevice,
-  matmulBf16Device,
-  gemmChoices,
-  captureGraph,
-  timeDevice,
-  synchronizeDevice,
-  fillRandomDevice,
-  countNaNDevice,
-  copyDevice,
-  convertDevice,
-  castSelfTestDevice,
-} from "./cuda.js";

@@ -5,7 +5,7 @@
 
 import { Command } from "commander";
 import { serviceOptionsFromEnv } from "@octet/proto";
-import { startRouterServer } from "./service/server.js";
+import { startRouterServer } from "./service/index.js";
 
 const program = new Command()
   .name("octet-router")

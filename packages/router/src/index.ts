@@ -1,4 +1,6 @@
-// Public surface of @octet/router.
+// Public surface of @octet/router: the gate, load balancing, dispatch and placement. The gRPC
+// LoadBalancerService and its store are @octet/router/service, so importing the library (as the model's
+// training thread does) does not load @grpc/grpc-js.
 export {
   routeTokens,
   routeTokensBackward,
@@ -38,13 +40,4 @@ export {
   type DropPolicy,
 } from "./dispatch.js";
 export { planPlacement, balancedPacking, replicateExperts, type Placement, type PlacementOptions } from "./placement.js";
-export {
-  LoadBalancerStore,
-  REMEMBERED_REPORT_IDS,
-  type LoadReport,
-  type ReportResult,
-  type StoreState,
-  type LayerStateRecord,
-  type GammaPoint,
-} from "./service/store.js";
-export { loadBalancerHandlers, startRouterServer, stateToWire, stateFromWire, type RouterServer } from "./service/server.js";
+export { routerBackend, setRouterBackend, type RouterBackendInfo } from "./native.js";

@@ -3,8 +3,10 @@
 // replays a run. Skipped when the addon is not built, unless OCTET_REQUIRE_NATIVE=1.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { routeTokens, type RouteOptions, type RouteResult } from "./route.js";
-import { loadNativeRouterKernels, nativeUnavailableReason, setRouterBackend } from "./native.js";
+import { loadNativeRouterKernels, nativeUnavailableReason, routerBackend, setRouterBackend } from "./native.js";
 import { sigmoidF32 } from "./sigmoid.js";
 import { seededNormal, seededRandom } from "./testing/random.js";
 
@@ -22,6 +24,25 @@ test("native router kernel loads (required when OCTET_REQUIRE_NATIVE=1)", (t) =>
   const info = kernels.info();
   assert.ok(info.threads >= 1 && info.isa.length > 0, JSON.stringify(info));
   t.diagnostic(`${info.isa}; ${info.flags}; ${info.threads} threads; ${info.compiler}`);
+});
+
+test("routerBackend() says which path the sigmoid gate runs, and why", { skip }, () => {
+  assert.deepEqual(routerBackend(), { path: "native", reason: null });
+  setRouterBackend("typescript");
+  try {
+    assert.deepEqual(routerBackend(), { path: "typescript", reason: 'forced by setRouterBackend("typescript")' });
+  } finally {
+    setRouterBackend("native");
+  }
+  assert.equal(routerBackend().path, "native");
+  // OCTET_ROUTER_BACKEND=typescript disables the addon for the whole process (read once, at load).
+  const script = `const { routerBackend } = await import(${JSON.stringify(new URL("./index.ts", import.meta.url).href)}); process.stdout.write(JSON.stringify(routerBackend()));`;
+  const out = execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    encoding: "utf8",
+    env: { ...process.env, OCTET_ROUTER_BACKEND: "typescript" },
+  });
+  assert.deepEqual(JSON.parse(out), { path: "typescript", reason: "disabled by OCTET_ROUTER_BACKEND=typescript" });
 });
 
 function both(logits: Float32Array, opts: RouteOptions): { native: RouteResult; typescript: RouteResult } {
