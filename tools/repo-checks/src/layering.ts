@@ -38,7 +38,7 @@ export const LAYERING: readonly LayerRule[] = [
   },
   {
     name: "@octet/trainer", dir: "apps/trainer", layer: "app",
-    imports: ["@octet/model", "@octet/jobs", "@octet/checkpointer", "@octet/ema-keeper", "@octet/proto"],
+    imports: ["@octet/model", "@octet/numerics", "@octet/jobs", "@octet/checkpointer", "@octet/ema-keeper", "@octet/proto"],
   },
   {
     name: "@octet/launcher", dir: "apps/launcher", layer: "app",
