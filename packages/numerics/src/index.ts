@@ -78,6 +78,8 @@ export {
   typedArrayOf,
 } from "./safetensors-dtypes.js";
 
+export { type TensorHandle, type TensorDevice, HostTensor } from "./tensor.js";
+
 export {
   type TensorEntry,
   type SafetensorsHeader,
