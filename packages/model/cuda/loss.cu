@@ -37,10 +37,21 @@ struct Fmt<OCTET_CE_F32> {
   __device__ static __forceinline__ float element(const uint4* row, int j) { return reinterpret_cast<const float*>(row)[j]; }
 };
 
-// CpuBackend.toBf16 bit for bit: round to nearest even, every NaN → 0xFFFF.
-__device__ __forceinline__ uint32_t bf16_bits(float f) {
-  const uint32_t b = __float_as_uint(f);
-  return (b & 0x7fffffffu) > 0x7f800000u ? 0xffffu : ((b + 0x7fffu + ((b >> 16) & 1u)) >> 16) & 0xffffu;
+// Two floats → two bf16 in one word (lo in the low half), round to nearest even: equal to CpuBackend.toBf16 for
+// every non-NaN value (overflow → ±inf, subnormals kept). The GPU uses the hardware conversion (one instruction for
+// two values), whose NaN is 0x7FFF where toBf16 writes 0xFFFF; the emulation uses toBf16's integer algorithm.
+__device__ __forceinline__ uint32_t bf16x2_bits(float lo, float hi) {
+#ifdef OCTET_EMU
+  auto one = [](float f) {
+    const uint32_t b = __float_as_uint(f);
+    return (b & 0x7fffffffu) > 0x7f800000u ? 0xffffu : ((b + 0x7fffu + ((b >> 16) & 1u)) >> 16) & 0xffffu;
+  };
+  return one(lo) | (one(hi) << 16);
+#else
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));  // a → upper half, b → lower half
+  return r;
+#endif
 }
 
 template <>
@@ -55,10 +66,7 @@ struct Fmt<OCTET_CE_BF16> {
     }
   }
   __device__ static __forceinline__ uint4 pack(const float* y) {
-    uint32_t w[4];
-#pragma unroll
-    for (int k = 0; k < 4; k++) w[k] = bf16_bits(y[2 * k]) | (bf16_bits(y[2 * k + 1]) << 16);
-    return make_uint4(w[0], w[1], w[2], w[3]);
+    return make_uint4(bf16x2_bits(y[0], y[1]), bf16x2_bits(y[2], y[3]), bf16x2_bits(y[4], y[5]), bf16x2_bits(y[6], y[7]));
   }
   __device__ static __forceinline__ float element(const uint4* row, int j) {
     return __uint_as_float(uint32_t(reinterpret_cast<const uint16_t*>(row)[j]) << 16);
@@ -162,17 +170,21 @@ __device__ __forceinline__ void row_lse(const uint4* g, uint4* stage, int nvec, 
   }
 }
 
-// dLogits of one vector: expf(x − M)·(g/S), and at the target fmaf(expf(x_t − M), g/S, −g); NaN for a bad target.
+// dLogits of vector i: expf(x − M)·(g/S); the target's element (in vector tVec, lane tLane) fmaf(expf(x_t − M), g/S, −g).
 template <int DT>
-__device__ __forceinline__ uint4 grad_vector(const uint4& v, int first, int target, bool bad, float M, float f, float g) {
+__device__ __forceinline__ uint4 grad_vector(const uint4& v, int i, int tVec, int tLane, float M, float f, float g) {
   using F = Fmt<DT>;
-  float x[F::N], y[F::N];
+  float x[F::N], e[F::N], y[F::N];
   F::unpack(v, x);
 #pragma unroll
   for (int k = 0; k < F::N; k++) {
-    const float e = expf(x[k] - M);
-    y[k] = first + k == target ? fmaf(e, f, -g) : __fmul_rn(e, f);
-    if (bad) y[k] = NAN;
+    e[k] = expf(x[k] - M);
+    y[k] = __fmul_rn(e[k], f);
+  }
+  if (i == tVec) {
+#pragma unroll
+    for (int k = 0; k < F::N; k++)
+      if (k == tLane) y[k] = fmaf(e[k], f, -g);
   }
   return F::pack(y);
 }
@@ -195,12 +207,19 @@ __device__ __forceinline__ float grad_unit(const RowArgs& a) {
   return __fdiv_rn(a.gradScale, (float)divisor);
 }
 
-__device__ __forceinline__ void zero_row(uint4* g, int nvec) {
-  for (int i = threadIdx.x; i < nvec; i += blockDim.x) g[i] = make_uint4(0u, 0u, 0u, 0u);
+__device__ __forceinline__ void fill_row(uint4* g, int nvec, uint32_t word) {
+  for (int i = threadIdx.x; i < nvec; i += blockDim.x) g[i] = make_uint4(word, word, word, word);
 }
 
-__device__ __forceinline__ float row_loss(float M, float S, float xt, bool bad) {
-  return bad ? NAN : logf(S) - (xt - M);
+// Rows that need no log-sum-exp (block-uniform, before any barrier): an ignored row (target −1) gets loss 0 and a
+// zero gradient; an out-of-range target gets a NaN loss and a NaN gradient. Returns whether the row is done.
+template <int DT>
+__device__ __forceinline__ bool special_row(uint4* g, int nvec, int t, int vocab, float* loss, bool grad) {
+  if (t >= 0 && t < vocab) return false;
+  const bool ignored = t == -1;
+  if (grad) fill_row(g, nvec, ignored ? 0u : DT == OCTET_CE_F32 ? 0x7fffffffu : 0xffffffffu);
+  if (threadIdx.x == 0) *loss = ignored ? 0.0f : NAN;
+  return true;
 }
 
 // Row staged in shared memory: one DRAM read, one DRAM write. One block per row.
@@ -212,18 +231,14 @@ __global__ void __launch_bounds__(MAX_THREADS) ce_staged(uint4* logits, RowArgs 
   const int row = blockIdx.x, nvec = a.vocab / F::N;
   uint4* g = logits + (size_t)row * nvec;
   const int t = a.targets[row];
-  if (t == -1) {  // ignored row (block-uniform)
-    zero_row(g, nvec);
-    if (threadIdx.x == 0) a.rowLoss[row] = 0.0f;
-    return;
-  }
-  const bool bad = t < 0 || t >= a.vocab;
+  if (special_row<DT>(g, nvec, t, a.vocab, a.rowLoss + row, true)) return;
   float m = -INFINITY, s = 0.0f;
   row_lse<DT, true>(g, stage, nvec, m, s);
   block_lse(m, s);
-  if (threadIdx.x == 0) a.rowLoss[row] = row_loss(m, s, bad ? 0.0f : F::element(stage, t), bad);
+  if (threadIdx.x == 0) a.rowLoss[row] = logf(s) - (F::element(stage, t) - m);
   const float gu = grad_unit(a), f = __fdiv_rn(gu, s);
-  for (int i = threadIdx.x; i < nvec; i += blockDim.x) g[i] = grad_vector<DT>(stage[i], i * F::N, t, bad, m, f, gu);
+  const int tVec = t / F::N, tLane = t % F::N;
+  for (int i = threadIdx.x; i < nvec; i += blockDim.x) g[i] = grad_vector<DT>(stage[i], i, tVec, tLane, m, f, gu);
 }
 
 // Row read from global memory: once for loss-only calls (GRAD false), twice with the gradient (rows too large to
@@ -234,21 +249,17 @@ __global__ void __launch_bounds__(MAX_THREADS) ce_streamed(uint4* logits, RowArg
   const int row = blockIdx.x, nvec = a.vocab / F::N;
   uint4* g = logits + (size_t)row * nvec;
   const int t = a.targets[row];
-  if (t == -1) {
-    if (GRAD) zero_row(g, nvec);
-    if (threadIdx.x == 0) a.rowLoss[row] = 0.0f;
-    return;
-  }
-  const bool bad = t < 0 || t >= a.vocab;
+  if (special_row<DT>(g, nvec, t, a.vocab, a.rowLoss + row, GRAD)) return;
   // The target's logit, read before any thread of the block overwrites the row (the writes follow block_lse's barrier).
-  const float xt = threadIdx.x == 0 && !bad ? F::element(g, t) : 0.0f;
+  const float xt = threadIdx.x == 0 ? F::element(g, t) : 0.0f;
   float m = -INFINITY, s = 0.0f;
   row_lse<DT, !GRAD>(g, nullptr, nvec, m, s);
   block_lse(m, s);
-  if (threadIdx.x == 0) a.rowLoss[row] = row_loss(m, s, xt, bad);
+  if (threadIdx.x == 0) a.rowLoss[row] = logf(s) - (xt - m);
   if (GRAD) {
     const float gu = grad_unit(a), f = __fdiv_rn(gu, s);
-    for (int i = threadIdx.x; i < nvec; i += blockDim.x) g[i] = grad_vector<DT>(load_once(g + i), i * F::N, t, bad, m, f, gu);
+    const int tVec = t / F::N, tLane = t % F::N;
+    for (int i = threadIdx.x; i < nvec; i += blockDim.x) g[i] = grad_vector<DT>(load_once(g + i), i, tVec, tLane, m, f, gu);
   }
 }
 
@@ -271,7 +282,8 @@ cudaError_t launch_ce(void* logits, const RowArgs& a, int rows, bool grad, cudaS
   } else if (rowBytes <= (size_t)STAGE_MAX_BYTES) {
     auto k = ce_staged<DT>;
     if (rowBytes > 48 * 1024) {
-      // Opt in once, to the largest staged row, so later calls (and graph captures) make no attribute call.
+      // Opt in once, to the largest staged row, so later calls (and graph captures) make no attribute call. (Once
+      // per process: the attribute belongs to the device current at the first call — one GPU per training process.)
       static const cudaError_t optIn = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, STAGE_MAX_BYTES);
       if (optIn != cudaSuccess) return optIn;
     }

@@ -32,7 +32,8 @@
 // elements in a fixed order (expf of the value minus the running max), the pairs are merged in a fixed tree order
 // (warp butterfly, then across warps), loss_r = logf(S) − (logit_t − M), and dLogit_j = expf(x_j − M) · (g / S)
 // with g = gradScale / divisor (the target's element: fmaf(expf(x_t − M), g / S, −g)). BF16 in/out: values are
-// uint16 bit patterns, widened exactly; the gradient is rounded to nearest even (NaN → 0xFFFF), as CpuBackend.toBf16.
+// uint16 bit patterns, widened exactly; the gradient is rounded to nearest even, equal to CpuBackend.toBf16 for every
+// non-NaN value (a NaN gradient is 0xFFFF in a bad-target row, the hardware's 0x7FFF where NaN/Inf logits made it).
 // Deterministic: the thread → element assignment and the reduction tree depend only on (vocab, dtype), never on
 // scheduling; loss-only (OCTET_CE_NO_GRAD) calls give bit-identical losses to gradient calls.
 //
