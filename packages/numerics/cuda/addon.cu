@@ -89,6 +89,15 @@ void try_init() {
     c.unavailable = std::string("CUDA device 0 could not be set up: ") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
     return;
   }
+  // One stream-ordered allocator for the process: the device's default memory pool, which keeps freed memory
+  // for reuse (release threshold: never) instead of returning it to the driver at every synchronization. The
+  // model's addon allocates nothing itself; every device tensor of the process comes from here.
+  cudaMemPool_t pool = nullptr;
+  if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
+    uint64_t keep = UINT64_MAX;
+    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+  }
+  cudaGetLastError();
   if (c.prop.major < 9) {
     c.unavailable = std::string("device 0 (") + c.prop.name + ") has compute capability " + std::to_string(c.prop.major) +
                     "." + std::to_string(c.prop.minor) + "; this addon is built for sm_90a (Hopper) only";
@@ -119,7 +128,7 @@ struct DevBuf {
 void free_ptr(void* p) {
   if (!p) return;
   if (ctx().capturing) ctx().deferred.push_back(p);
-  else cudaFree(p);
+  else cudaFreeAsync(p, ctx().stream);  // stream-ordered: after the work already queued that may read it
 }
 
 void finalize_buf(napi_env, void* data, void*) {
@@ -326,7 +335,7 @@ NAPI_FN(Alloc) {
     no_capture("alloc");
     DevBuf* b = new DevBuf();
     b->bytes = (size_t)bytes;
-    const cudaError_t e = cudaMalloc(&b->ptr, bytes > 0 ? (size_t)bytes : 16);
+    const cudaError_t e = cudaMallocAsync(&b->ptr, bytes > 0 ? (size_t)bytes : 16, c.stream);
     if (e != cudaSuccess) {
       delete b;
       cudaGetLastError();
@@ -337,7 +346,7 @@ NAPI_FN(Alloc) {
     }
     napi_value out;
     if (napi_create_external(env, b, finalize_buf, nullptr, &out) != napi_ok) {
-      cudaFree(b->ptr);
+      cudaFreeAsync(b->ptr, c.stream);
       delete b;
       fail("napi_create_external failed");
     }
@@ -351,7 +360,7 @@ NAPI_FN(Free) {
     Args a(env, info, 1, "free");
     DevBuf* b = a.external<DevBuf>(0, kBufTag, "handle", "device buffer");
     no_capture("free");
-    if (b->ptr) cuda_check(cudaFree(b->ptr), "cudaFree(" + std::to_string(b->bytes) + " bytes)");
+    if (b->ptr) cuda_check(cudaFreeAsync(b->ptr, ready().stream), "cudaFreeAsync(" + std::to_string(b->bytes) + " bytes)");
     b->ptr = nullptr;
     return undefined(env);
   });
@@ -863,7 +872,7 @@ NAPI_FN(CaptureEnd) {
     cudaGraph_t graph = nullptr;
     const cudaError_t e = cudaStreamEndCapture(c.stream, &graph);
     c.capturing = false;
-    for (void* p : c.deferred) cudaFree(p);
+    for (void* p : c.deferred) cudaFreeAsync(p, c.stream);
     c.deferred.clear();
     cuda_check(e, "cudaStreamEndCapture");
     GraphBox* g = new GraphBox();
@@ -933,6 +942,70 @@ NAPI_FN(TimeGraph) {
   });
 }
 
+// ---- for other addons of the process (the model's kernels) --------------------------------------------------------------
+// They take raw device pointers and the one stream, so every tensor stays in this addon's pool and every kernel is
+// ordered on one stream (and captured into the same graph).
+
+// devicePointer(handle, byteOffset = 0) -> bigint
+NAPI_FN(DevicePointer) {
+  return guarded(env, [&] {
+    Args a(env, info, 1, "devicePointer");
+    const int64_t off = a.is_undefined(1) ? 0 : a.integer(1, "byteOffset", 0);
+    DevBuf* b = a.buf(0, "handle", (size_t)off);
+    if (!b->ptr) fail("devicePointer: the buffer was freed");
+    napi_value out;
+    napi_check(napi_create_bigint_uint64(env, (uint64_t)(reinterpret_cast<uintptr_t>(b->ptr) + (uintptr_t)off), &out), "create_bigint");
+    return out;
+  });
+}
+
+// streamPointer() -> bigint (the cudaStream_t every call of this addon runs on)
+NAPI_FN(StreamPointer) {
+  return guarded(env, [&] {
+    (void)info;
+    Ctx& c = ready();
+    napi_value out;
+    napi_check(napi_create_bigint_uint64(env, (uint64_t)reinterpret_cast<uintptr_t>(c.stream), &out), "create_bigint");
+    return out;
+  });
+}
+
+// memoryStats() -> { usedBytes, peakBytes, reservedBytes, freeBytes, totalBytes }: the pool's tensors in use, their
+// high-water mark since the last resetPeakMemory(), what the pool holds, and the device's free/total memory.
+NAPI_FN(MemoryStats) {
+  return guarded(env, [&] {
+    (void)info;
+    Ctx& c = ready();
+    cudaMemPool_t pool = nullptr;
+    cuda_check(cudaDeviceGetDefaultMemPool(&pool, c.device), "cudaDeviceGetDefaultMemPool");
+    uint64_t used = 0, peak = 0, reserved = 0;
+    cuda_check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used), "cudaMemPoolGetAttribute(used)");
+    cuda_check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &peak), "cudaMemPoolGetAttribute(peak)");
+    cuda_check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved), "cudaMemPoolGetAttribute(reserved)");
+    size_t free_b = 0, total_b = 0;
+    cuda_check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+    napi_value out = object(env);
+    set(env, out, "usedBytes", num(env, (double)used));
+    set(env, out, "peakBytes", num(env, (double)peak));
+    set(env, out, "reservedBytes", num(env, (double)reserved));
+    set(env, out, "freeBytes", num(env, (double)free_b));
+    set(env, out, "totalBytes", num(env, (double)total_b));
+    return out;
+  });
+}
+
+NAPI_FN(ResetPeakMemory) {
+  return guarded(env, [&] {
+    (void)info;
+    Ctx& c = ready();
+    cudaMemPool_t pool = nullptr;
+    cuda_check(cudaDeviceGetDefaultMemPool(&pool, c.device), "cudaDeviceGetDefaultMemPool");
+    uint64_t zero = 0;
+    cuda_check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero), "cudaMemPoolSetAttribute(peak)");
+    return undefined(env);
+  });
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
 #define P(js, fn) {js, nullptr, fn, nullptr, nullptr, nullptr, napi_enumerable, nullptr}
@@ -967,6 +1040,10 @@ napi_value Init(napi_env env, napi_value exports) {
       P("captureEnd", CaptureEnd),
       P("graphLaunch", GraphLaunch),
       P("timeGraph", TimeGraph),
+      P("devicePointer", DevicePointer),
+      P("streamPointer", StreamPointer),
+      P("memoryStats", MemoryStats),
+      P("resetPeakMemory", ResetPeakMemory),
 #undef P
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

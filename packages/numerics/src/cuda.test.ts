@@ -8,6 +8,10 @@ import {
   DeviceQuantized,
   DeviceTensor,
   cudaStatus,
+  devicePointer,
+  deviceMemoryStats,
+  deviceStream,
+  resetPeakDeviceMemory,
   emptyDevice,
   matmulBf16Device,
   quantizeBothDevice,
@@ -42,6 +46,9 @@ test("device calls throw an Error naming the reason when the backend is unavaila
     () => emptyDevice([4, 4], "fp32"),
     () => quantizeDevice(x, [2, 128], { block: [1, 128] }),
     () => toDeviceQuantized(quantizeReference(x, [2, 128], { block: [1, 128] })),
+    () => deviceStream(),
+    () => deviceMemoryStats(),
+    () => resetPeakDeviceMemory(),
   ]) {
     assert.throws(call, (err: Error) => err.constructor === Error && /CUDA backend unavailable/.test(err.message) && err.message.includes(status.reason!));
   }
@@ -86,4 +93,20 @@ test("on a GPU: quantizeDevice equals quantizeReference bit for bit (small)", { 
     assert.deepEqual(got.data, want.data, `codes, block ${block}`);
     assert.deepEqual(new Uint32Array(got.scales.buffer), new Uint32Array(want.scales.buffer), `scales, block ${block}`);
   }
+});
+
+test("on a GPU: tensors come from one stream-ordered pool that counts their bytes, and give their address to other addons", { skip: !status.available && "no usable GPU" }, () => {
+  resetPeakDeviceMemory();
+  const before = deviceMemoryStats();
+  const t = emptyDevice([1024, 1024], "fp32");
+  const during = deviceMemoryStats();
+  assert.ok(during.usedBytes >= before.usedBytes + t.byteLength, `used ${before.usedBytes} -> ${during.usedBytes}`);
+  assert.ok(during.peakBytes >= during.usedBytes && during.totalBytes > 0);
+  const p = devicePointer(t);
+  assert.equal(typeof p, "bigint");
+  assert.equal(devicePointer(t, 4096), p + 4096n);
+  assert.throws(() => devicePointer(t, t.byteLength + 1), RangeError);
+  assert.equal(typeof deviceStream(), "bigint");
+  t.free();
+  assert.throws(() => devicePointer(t), /was freed/);
 });

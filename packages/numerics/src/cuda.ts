@@ -58,6 +58,22 @@ export interface CudaAddon {
   captureEnd(): Handle;
   graphLaunch(g: Handle, times?: number): void;
   timeGraph(g: Handle, warmup: number, reps: number): Float64Array;
+  devicePointer(h: Handle, byteOffset?: number): bigint;
+  streamPointer(): bigint;
+  memoryStats(): DeviceMemoryStats;
+  resetPeakMemory(): void;
+}
+
+/** The process's device memory: the stream-ordered pool every DeviceTensor comes from, and the device's totals. */
+export interface DeviceMemoryStats {
+  /** Bytes of live tensors. */
+  usedBytes: number;
+  /** High-water mark of usedBytes since the last resetPeakDeviceMemory(). */
+  peakBytes: number;
+  /** Bytes the pool holds from the driver (live tensors plus freed memory kept for reuse). */
+  reservedBytes: number;
+  freeBytes: number;
+  totalBytes: number;
 }
 
 interface RawStatus {
@@ -911,6 +927,32 @@ export function captureGraph(fn: () => void): CudaGraph {
 /** Median milliseconds per call of fn (CUDA events around each of `reps` calls, after one warm-up call). */
 export function timeDevice(fn: () => void, reps: number): number {
   return timeCalls(fn, reps);
+}
+
+/**
+ * The raw device address of a tensor (plus a byte offset into it), for another addon of this process that runs
+ * its kernels on the same memory (the model's op kernels). The address is valid while the tensor is alive.
+ */
+export function devicePointer(t: DeviceTensor, byteOffset = 0): bigint {
+  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset > t.byteLength) {
+    throw new RangeError(`devicePointer: byte offset ${byteOffset} is outside the tensor's ${t.byteLength} bytes`);
+  }
+  return cuda().devicePointer(t.live("devicePointer"), byteOffset);
+}
+
+/** The cudaStream_t all device work of the process runs on, in call order (for another addon's kernels). */
+export function deviceStream(): bigint {
+  return cuda().streamPointer();
+}
+
+/** Device memory in use, its peak, and what the pool holds (stream-ordered pool, cudaMallocAsync). */
+export function deviceMemoryStats(): DeviceMemoryStats {
+  return cuda().memoryStats();
+}
+
+/** Start a new peak (deviceMemoryStats().peakBytes) from the bytes in use now. */
+export function resetPeakDeviceMemory(): void {
+  cuda().resetPeakMemory();
 }
 
 /** Wait for all device work queued so far. */
