@@ -355,7 +355,7 @@ __global__ void __launch_bounds__(kBlock) unpermuteKernel(const float* __restric
 // ---- embedding backward: stable radix sort of positions by id, then ordered per-id sums --------------------------
 
 constexpr int kSortThreads = 256;  // = number of 8-bit digits: thread d owns digit d in the scatter's prefix step
-constexpr int kSortItems = 8;
+constexpr int kSortItems = 2;  // small tiles: at 16384 tokens, 32 blocks per pass rather than 8
 constexpr int kSortTile = kSortThreads * kSortItems;
 constexpr int kSortWarps = kSortThreads / 32;
 
@@ -450,7 +450,7 @@ __global__ void __launch_bounds__(kSortThreads) radixScatterKernel(const int32_t
 }
 
 constexpr int kEmbThreads = 64;   // columns of a block: 64 threads × 4
-constexpr int kEmbBatch = 8;      // rows loaded ahead of the ordered adds
+constexpr int kEmbBatch = 16;     // rows loaded ahead of the ordered adds (a hot id's run is a latency chain)
 
 // Block (i, slice): when sorted position i starts an id's run, adds that id's rows (ascending position) onto
 // dTable's row, in FP32, one row after the other — CpuBackend.embeddingBackward's order.
@@ -581,25 +581,21 @@ __global__ void __launch_bounds__(kBlock) rmsnormBackwardKernel(const float* __r
   const int64_t r1 = r0 + rowsPerBlock < rows ? r0 + rowsPerBlock : rows;
   for (int64_t r = r0; r < r1; ++r) {
     const double s = (double)rstd[r];
-    float dyv[ITEMS][4], xv[ITEMS][4];
+    const float* dyr = dy + r * cols;
+    const float* xr = x + r * cols;
+    // Pass 1: dot = Σ (dy·w)·x over the row. Pass 2 reloads the row (from L1/L2: the DRAM traffic is one read)
+    // rather than holding it in registers, which keeps the occupancy up.
     double dot = 0.0;
 #pragma unroll
     for (int it = 0; it < ITEMS; ++it) {
       const int64_t c = ((int64_t)it * T + threadIdx.x) * 4;
       const int64_t avail = cols - c < 4 ? cols - c : 4;
-      if (avail > 0) {
-        load4(dy + r * cols + c, avail, vec, dyv[it]);
-        load4(x + r * cols + c, avail, vec, xv[it]);
-      } else {
+      if (avail <= 0) continue;
+      float dyv[4], xv[4];
+      load4(dyr + c, avail, vec, dyv);
+      load4(xr + c, avail, vec, xv);
 #pragma unroll
-        for (int k = 0; k < 4; ++k) dyv[it][k] = xv[it][k] = 0.0f;
-      }
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const double d = dyv[it][k], xx = xv[it][k];
-        dot = dadd(dot, dmul(dmul(d, (double)wv[it][k]), xx));   // (dy·w)·x
-        dw[it][k] = dadd(dw[it][k], dmul(dmul(d, xx), s));       // (dy·x)·s
-      }
+      for (int k = 0; k < 4; ++k) dot = dadd(dot, dmul(dmul((double)dyv[k], (double)wv[it][k]), (double)xv[k]));
     }
     dot = blockSum(dot, sh);
     const double kk = ddiv(dmul(dmul(dmul(s, s), s), dot), (double)cols);
@@ -608,10 +604,14 @@ __global__ void __launch_bounds__(kBlock) rmsnormBackwardKernel(const float* __r
       const int64_t c = ((int64_t)it * T + threadIdx.x) * 4;
       const int64_t avail = cols - c < 4 ? cols - c : 4;
       if (avail <= 0) continue;
-      float o[4];
+      float dyv[4], xv[4], o[4];
+      load4(dyr + c, avail, vec, dyv);
+      load4(xr + c, avail, vec, xv);
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        o[k] = f32(dsub(dmul(dmul(s, (double)dyv[it][k]), (double)wv[it][k]), dmul((double)xv[it][k], kk)));
+        const double d = dyv[k], xx = xv[k];
+        o[k] = f32(dsub(dmul(dmul(s, d), (double)wv[it][k]), dmul(xx, kk)));  // (s·dy)·w − x·k
+        dw[it][k] = dadd(dw[it][k], dmul(dmul(d, xx), s));                   // (dy·x)·s
       }
       store4(dx + r * cols + c, avail, vec, o);
     }
