@@ -171,10 +171,12 @@ __device__ __forceinline__ void warp_gemm_nt(float (&acc)[NTILES][4], const uint
 }
 
 // acc[16 × 8·NTILES] += A · B for one k step of 16, A already in registers, B given as [k][n] rows at sB
-// (stride ldb, starting at this k step's first row and the first column wanted).
-template <int NTILES>
-__device__ __forceinline__ void warp_gemm_nn_step(float (&acc)[NTILES][4], const uint32_t (&a)[4], const uint16_t* sB,
-                                                  int ldb, int lane) {
+// (stride ldb, starting at this k step's first row and the first column wanted). With SPLIT, A is the pair
+// (a, alo) of a float32 operand x = a + alo (a = bf16(x), alo = bf16(x − a)) and both halves are multiplied, so the
+// operand keeps ~16 significant bits instead of 8 (B, an input, is exact in bf16).
+template <int NTILES, bool SPLIT = false>
+__device__ __forceinline__ void warp_gemm_nn_step(float (&acc)[NTILES][4], const uint32_t (&a)[4], const uint32_t (&alo)[4],
+                                                  const uint16_t* sB, int ldb, int lane) {
   static_assert(NTILES % 2 == 0, "n tiles in pairs");
 #pragma unroll
   for (int np = 0; np < NTILES / 2; np++) {
@@ -182,7 +184,16 @@ __device__ __forceinline__ void warp_gemm_nn_step(float (&acc)[NTILES][4], const
     ldsm_x4_trans(b, sB + bt_row(lane) * ldb + np * 16 + bt_col(lane));
     mma_bf16_16816(acc[2 * np], a, b[0], b[1]);
     mma_bf16_16816(acc[2 * np + 1], a, b[2], b[3]);
+    if (SPLIT) {
+      mma_bf16_16816(acc[2 * np], alo, b[0], b[1]);
+      mma_bf16_16816(acc[2 * np + 1], alo, b[2], b[3]);
+    }
   }
+}
+
+// bf16 pair (hi, lo) of two floats: hi = their bf16 rounding, lo = the bf16 rounding of the (exact) remainders.
+__device__ __forceinline__ uint32_t pack_bf16x2_lo(float x0, float x1, uint32_t hi) {
+  return pack_bf16x2(x0 - bf16_lo(hi), x1 - bf16_hi(hi));
 }
 
 // Accumulator tiles 2kk and 2kk+1 (16 × 16) as the A operand of the k step kk: a0 = tile 2kk (c0, c1),
@@ -193,6 +204,19 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[NTILES / 2][4], const flo
   for (int nt = 0; nt < NTILES; nt++) {
     a[nt / 2][(nt & 1) * 2 + 0] = pack_bf16x2(x[nt][0], x[nt][1]);
     a[nt / 2][(nt & 1) * 2 + 1] = pack_bf16x2(x[nt][2], x[nt][3]);
+  }
+}
+// The same, and the bf16 remainders x − hi into alo.
+template <int NTILES>
+__device__ __forceinline__ void acc_to_a_split(uint32_t (&a)[NTILES / 2][4], uint32_t (&alo)[NTILES / 2][4],
+                                               const float (&x)[NTILES][4]) {
+#pragma unroll
+  for (int nt = 0; nt < NTILES; nt++) {
+    const uint32_t h0 = pack_bf16x2(x[nt][0], x[nt][1]), h1 = pack_bf16x2(x[nt][2], x[nt][3]);
+    a[nt / 2][(nt & 1) * 2 + 0] = h0;
+    a[nt / 2][(nt & 1) * 2 + 1] = h1;
+    alo[nt / 2][(nt & 1) * 2 + 0] = pack_bf16x2_lo(x[nt][0], x[nt][1], h0);
+    alo[nt / 2][(nt & 1) * 2 + 1] = pack_bf16x2_lo(x[nt][2], x[nt][3], h1);
   }
 }
 
@@ -206,7 +230,7 @@ struct FwdBf16 {
   static constexpr size_t SMEM = (size_t)(BM * LQ + 2 * BN * LQ + 2 * BN * LV) * sizeof(uint16_t);
 };
 
-template <int DQK, int DV, bool OUT_BF16>
+template <int DQK, int DV, bool OUT_BF16, bool SPLIT>
 __global__ void __launch_bounds__(FwdBf16<DQK, DV>::NT)
     attn_fwd_bf16_kernel(const uint16_t* __restrict__ q, const uint16_t* __restrict__ k,
                          const uint16_t* __restrict__ v, void* __restrict__ out, float* __restrict__ lse, int T, int H,
@@ -289,15 +313,15 @@ __global__ void __launch_bounds__(FwdBf16<DQK, DV>::NT)
     const float alpha0 = exp2f(mrow0 - base0), alpha1 = exp2f(mrow1 - base1);
     mrow0 = mx0;
     mrow1 = mx1;
-    // P rounded to bf16 for the P·V product; the row sum adds the same rounded values, so the normalization
-    // matches the weights actually applied.
+    // The row sum adds the float32 P (so lse, which the backward recomputes P from, is the exact normalizer); the
+    // P·V product takes P as bf16 (FlashAttention-2) or as the bf16 pair hi + lo (SPLIT).
     float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
     for (int nt = 0; nt < BN / 8; nt++) {
-      s[nt][0] = round_bf16(exp2f(s[nt][0] - base0));
-      s[nt][1] = round_bf16(exp2f(s[nt][1] - base0));
-      s[nt][2] = round_bf16(exp2f(s[nt][2] - base1));
-      s[nt][3] = round_bf16(exp2f(s[nt][3] - base1));
+      s[nt][0] = exp2f(s[nt][0] - base0);
+      s[nt][1] = exp2f(s[nt][1] - base0);
+      s[nt][2] = exp2f(s[nt][2] - base1);
+      s[nt][3] = exp2f(s[nt][3] - base1);
       sum0 += s[nt][0] + s[nt][1];
       sum1 += s[nt][2] + s[nt][3];
     }
@@ -310,10 +334,11 @@ __global__ void __launch_bounds__(FwdBf16<DQK, DV>::NT)
       o[i][2] *= alpha1;
       o[i][3] *= alpha1;
     }
-    uint32_t pf[BN / 16][4];
-    acc_to_a<BN / 8>(pf, s);
+    uint32_t pf[BN / 16][4], pl[BN / 16][4];
+    if (SPLIT) acc_to_a_split<BN / 8>(pf, pl, s);
+    else acc_to_a<BN / 8>(pf, s);
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) warp_gemm_nn_step<DV / 8>(o, pf[kk], sVs + kk * 16 * LV, LV, lane);
+    for (int kk = 0; kk < BN / 16; kk++) warp_gemm_nn_step<DV / 8, SPLIT>(o, pf[kk], pl[kk], sVs + kk * 16 * LV, LV, lane);
   }
 
   lrow0 += shfl_xor_f32(lrow0, 1);
@@ -381,7 +406,7 @@ __global__ void __launch_bounds__(256)
   }
 }
 
-template <int DQK, int DV>
+template <int DQK, int DV, bool SPLIT>
 struct BwdKVBf16 {
   static constexpr int CW = DQK >= 128 ? 2 : 1;  // warps splitting the columns (queries, then dV/dK dims)
   static constexpr int KW = 4;                   // warps over keys, 16 keys each
@@ -391,29 +416,32 @@ struct BwdKVBf16 {
   static constexpr int NQ = BM / CW;  // queries of a warp in the Sᵀ / dPᵀ products
   static constexpr int LQ = DQK + 8, LV = DV + 8, LP = BM + 8;
   static_assert(NQ % 16 == 0 && (DQK / CW) % 16 == 0 && (DV / CW) % 16 == 0 && NT >= 2 * BM, "tiling");
-  // bf16: sK [BN][LQ], sV [BN][LV], sQ [2][BM][LQ], sdO [2][BM][LV], sP [BN][LP], sdS [BN][LP];
+  static constexpr int PARTS = SPLIT ? 2 : 1;  // Pᵀ and dSᵀ as bf16 (hi) or bf16 pairs (hi, lo)
+  // bf16: sK [BN][LQ], sV [BN][LV], sQ [2][BM][LQ], sdO [2][BM][LV], sP [PARTS][BN][LP], sdS [PARTS][BN][LP];
   // f32: sL [2][BM] (lse·log2 e), sD [2][BM]
   static constexpr size_t SMEM =
-      (size_t)(BN * LQ + BN * LV + 2 * BM * LQ + 2 * BM * LV + 2 * BN * LP) * sizeof(uint16_t) + 4 * BM * sizeof(float);
+      (size_t)(BN * LQ + BN * LV + 2 * BM * LQ + 2 * BM * LV + 2 * PARTS * BN * LP) * sizeof(uint16_t) +
+      4 * BM * sizeof(float);
 };
 
-template <int DQK, int DV>
-__global__ void __launch_bounds__(BwdKVBf16<DQK, DV>::NT)
+template <int DQK, int DV, bool SPLIT>
+__global__ void __launch_bounds__(BwdKVBf16<DQK, DV, SPLIT>::NT, 1)
     attn_bwd_dkdv_bf16_kernel(const uint16_t* __restrict__ q, const uint16_t* __restrict__ k,
                               const uint16_t* __restrict__ v, const uint16_t* __restrict__ dout,
                               const float* __restrict__ lse, const float* __restrict__ delta, float* __restrict__ dk,
                               float* __restrict__ dv, int T, int H, float scale_log2, float scale) {
-  using C = BwdKVBf16<DQK, DV>;
+  using C = BwdKVBf16<DQK, DV, SPLIT>;
   constexpr int BM = C::BM, BN = C::BN, LQ = C::LQ, LV = C::LV, LP = C::LP, NT = C::NT, NQ = C::NQ, CW = C::CW;
+  constexpr int PARTS = C::PARTS;
   constexpr int KW = C::KW;
   ATT_DYNAMIC_SMEM(smem);
   uint16_t* sK = reinterpret_cast<uint16_t*>(smem);
   uint16_t* sV = sK + BN * LQ;
   uint16_t* sQ = sV + BN * LV;
   uint16_t* sdO = sQ + 2 * BM * LQ;
-  uint16_t* sP = sdO + 2 * BM * LV;
-  uint16_t* sdS = sP + BN * LP;
-  float* sL = reinterpret_cast<float*>(sdS + BN * LP);
+  uint16_t* sP = sdO + 2 * BM * LV;    // [PARTS][BN][LP]: hi, then lo
+  uint16_t* sdS = sP + PARTS * BN * LP;  // [PARTS][BN][LP]
+  float* sL = reinterpret_cast<float*>(sdS + PARTS * BN * LP);
   float* sD = sL + 2 * BM;
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -497,10 +525,18 @@ __global__ void __launch_bounds__(BwdKVBf16<DQK, DV>::NT)
         ds[2 + e] = p[2 + e] * (dp[nt][2 + e] - dd) * scale;
       }
       const int kr = kw * 16 + g;
-      *reinterpret_cast<uint32_t*>(sP + kr * LP + ql) = pack_bf16x2(p[0], p[1]);
-      *reinterpret_cast<uint32_t*>(sP + (kr + 8) * LP + ql) = pack_bf16x2(p[2], p[3]);
-      *reinterpret_cast<uint32_t*>(sdS + kr * LP + ql) = pack_bf16x2(ds[0], ds[1]);
-      *reinterpret_cast<uint32_t*>(sdS + (kr + 8) * LP + ql) = pack_bf16x2(ds[2], ds[3]);
+      const uint32_t p0 = pack_bf16x2(p[0], p[1]), p1 = pack_bf16x2(p[2], p[3]);
+      const uint32_t s0 = pack_bf16x2(ds[0], ds[1]), s1 = pack_bf16x2(ds[2], ds[3]);
+      *reinterpret_cast<uint32_t*>(sP + kr * LP + ql) = p0;
+      *reinterpret_cast<uint32_t*>(sP + (kr + 8) * LP + ql) = p1;
+      *reinterpret_cast<uint32_t*>(sdS + kr * LP + ql) = s0;
+      *reinterpret_cast<uint32_t*>(sdS + (kr + 8) * LP + ql) = s1;
+      if (SPLIT) {
+        *reinterpret_cast<uint32_t*>(sP + BN * LP + kr * LP + ql) = pack_bf16x2_lo(p[0], p[1], p0);
+        *reinterpret_cast<uint32_t*>(sP + BN * LP + (kr + 8) * LP + ql) = pack_bf16x2_lo(p[2], p[3], p1);
+        *reinterpret_cast<uint32_t*>(sdS + BN * LP + kr * LP + ql) = pack_bf16x2_lo(ds[0], ds[1], s0);
+        *reinterpret_cast<uint32_t*>(sdS + BN * LP + (kr + 8) * LP + ql) = pack_bf16x2_lo(ds[2], ds[3], s1);
+      }
     }
     __syncthreads();  // all of Pᵀ, dSᵀ [BN][BM] written
 
@@ -508,11 +544,16 @@ __global__ void __launch_bounds__(BwdKVBf16<DQK, DV>::NT)
 #pragma unroll
     for (int kk = 0; kk < BM / 16; kk++) {
       if (m0 + kk * 16 + 15 < key0) continue;  // these 16 queries all precede this warp's keys: P = dS = 0
-      uint32_t ap[4], as[4];
-      ldsm_x4(ap, sP + (kw * 16 + a_row(lane)) * LP + kk * 16 + a_col(lane));
-      ldsm_x4(as, sdS + (kw * 16 + a_row(lane)) * LP + kk * 16 + a_col(lane));
-      warp_gemm_nn_step<DV / CW / 8>(dva, ap, sdOs + kk * 16 * LV + cw * (DV / CW), LV, lane);
-      warp_gemm_nn_step<DQK / CW / 8>(dka, as, sQs + kk * 16 * LQ + cw * (DQK / CW), LQ, lane);
+      uint32_t ap[4], as[4], apl[4], asl[4];
+      const int aoff = (kw * 16 + a_row(lane)) * LP + kk * 16 + a_col(lane);
+      ldsm_x4(ap, sP + aoff);
+      ldsm_x4(as, sdS + aoff);
+      if (SPLIT) {
+        ldsm_x4(apl, sP + BN * LP + aoff);
+        ldsm_x4(asl, sdS + BN * LP + aoff);
+      }
+      warp_gemm_nn_step<DV / CW / 8, SPLIT>(dva, ap, apl, sdOs + kk * 16 * LV + cw * (DV / CW), LV, lane);
+      warp_gemm_nn_step<DQK / CW / 8, SPLIT>(dka, as, asl, sQs + kk * 16 * LQ + cw * (DQK / CW), LQ, lane);
     }
     if (it + 1 < nIter && tid < 2 * BM) {  // stage st^1 of sL / sD was last read before this step's first barrier
       if (tid < BM) sL[(st ^ 1) * BM + tid] = nextLD;
@@ -549,7 +590,7 @@ struct BwdQBf16 {
   static constexpr size_t SMEM = (size_t)(BM * LQ + BM * LV + 2 * BN * LQ + 2 * BN * LV) * sizeof(uint16_t);
 };
 
-template <int DQK, int DV>
+template <int DQK, int DV, bool SPLIT>
 __global__ void __launch_bounds__(BwdQBf16<DQK, DV>::NT)
     attn_bwd_dq_bf16_kernel(const uint16_t* __restrict__ q, const uint16_t* __restrict__ k,
                             const uint16_t* __restrict__ v, const uint16_t* __restrict__ dout,
@@ -627,10 +668,12 @@ __global__ void __launch_bounds__(BwdQBf16<DQK, DV>::NT)
         s[nt][2 + e] = p1 * (dp[nt][2 + e] - d1) * scale;
       }
     }
-    uint32_t dsf[BN / 16][4];
-    acc_to_a<BN / 8>(dsf, s);
+    uint32_t dsf[BN / 16][4], dsl[BN / 16][4];
+    if (SPLIT) acc_to_a_split<BN / 8>(dsf, dsl, s);
+    else acc_to_a<BN / 8>(dsf, s);
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) warp_gemm_nn_step<DQK / 8>(dqa, dsf[kk], sKs + kk * 16 * LQ, LQ, lane);
+    for (int kk = 0; kk < BN / 16; kk++)
+      warp_gemm_nn_step<DQK / 8, SPLIT>(dqa, dsf[kk], dsl[kk], sKs + kk * 16 * LQ, LQ, lane);
   }
 
 #pragma unroll
@@ -989,10 +1032,12 @@ cudaError_t allow_smem(K kernel, size_t bytes) {
 template <int DQK, int DV>
 cudaError_t forward_impl(int precision, const void* q, const void* k, const void* v, void* out, int out_dtype,
                          float* lse, const Problem& p, cudaStream_t stream) {
-  if (precision == OCTET_ATTN_BF16) {
+  if (precision != OCTET_ATTN_FP32) {
     using C = FwdBf16<DQK, DV>;
     const dim3 grid((p.T + C::BM - 1) / C::BM, p.H, p.B);
-    auto kern = out_dtype == OCTET_ATTN_OUT_BF16 ? attn_fwd_bf16_kernel<DQK, DV, true> : attn_fwd_bf16_kernel<DQK, DV, false>;
+    const bool split = precision == OCTET_ATTN_BF16, ob = out_dtype == OCTET_ATTN_OUT_BF16;
+    auto kern = split ? (ob ? attn_fwd_bf16_kernel<DQK, DV, true, true> : attn_fwd_bf16_kernel<DQK, DV, false, true>)
+                      : (ob ? attn_fwd_bf16_kernel<DQK, DV, true, false> : attn_fwd_bf16_kernel<DQK, DV, false, false>);
     cudaError_t e = allow_smem(kern, C::SMEM);
     if (e != cudaSuccess) return e;
     ATT_LAUNCH(kern, grid, C::NT, C::SMEM, stream)(static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
@@ -1013,10 +1058,30 @@ cudaError_t delta_impl(int precision, const void* dout, const void* out, int out
                        int DV, cudaStream_t stream) {
   const int64_t rows = (int64_t)p.B * p.T * p.H;
   const unsigned blocks = (unsigned)((rows + 7) / 8);  // 8 warps of 256 threads, one row each
-  const bool dob = precision == OCTET_ATTN_BF16, ob = out_dtype == OCTET_ATTN_OUT_BF16;
+  const bool dob = precision != OCTET_ATTN_FP32, ob = out_dtype == OCTET_ATTN_OUT_BF16;
   auto kern = dob ? (ob ? attn_delta_kernel<true, true> : attn_delta_kernel<true, false>)
                   : (ob ? attn_delta_kernel<false, true> : attn_delta_kernel<false, false>);
   ATT_LAUNCH(kern, blocks, 256, 0, stream)(dout, out, delta, rows, p.T, p.H, DV);
+  return cudaGetLastError();
+}
+
+template <int DQK, int DV, bool SPLIT>
+cudaError_t backward_bf16(const void* dout, const void* q, const void* k, const void* v, const float* lse,
+                          const float* delta, float* dq, float* dk, float* dv, const Problem& p, cudaStream_t stream) {
+  using KV = BwdKVBf16<DQK, DV, SPLIT>;
+  using Q = BwdQBf16<DQK, DV>;
+  auto kv = attn_bwd_dkdv_bf16_kernel<DQK, DV, SPLIT>;
+  auto qk = attn_bwd_dq_bf16_kernel<DQK, DV, SPLIT>;
+  cudaError_t e;
+  if ((e = allow_smem(kv, KV::SMEM)) != cudaSuccess) return e;
+  if ((e = allow_smem(qk, Q::SMEM)) != cudaSuccess) return e;
+  const uint16_t *q16 = static_cast<const uint16_t*>(q), *k16 = static_cast<const uint16_t*>(k);
+  const uint16_t *v16 = static_cast<const uint16_t*>(v), *do16 = static_cast<const uint16_t*>(dout);
+  ATT_LAUNCH(kv, dim3((p.T + KV::BN - 1) / KV::BN, p.H, p.B), KV::NT, KV::SMEM, stream)(
+      q16, k16, v16, do16, lse, delta, dk, dv, p.T, p.H, p.scale_log2, p.scale);
+  if ((e = cudaGetLastError()) != cudaSuccess) return e;
+  ATT_LAUNCH(qk, dim3((p.T + Q::BM - 1) / Q::BM, p.H, p.B), Q::NT, Q::SMEM, stream)(
+      q16, k16, v16, do16, lse, delta, dq, p.T, p.H, p.scale_log2, p.scale);
   return cudaGetLastError();
 }
 
@@ -1026,19 +1091,9 @@ cudaError_t backward_impl(int precision, const void* dout, const void* q, const 
                           cudaStream_t stream) {
   cudaError_t e;
   if (precision == OCTET_ATTN_BF16) {
-    using KV = BwdKVBf16<DQK, DV>;
-    using Q = BwdQBf16<DQK, DV>;
-    auto kv = attn_bwd_dkdv_bf16_kernel<DQK, DV>;
-    auto qk = attn_bwd_dq_bf16_kernel<DQK, DV>;
-    if ((e = allow_smem(kv, KV::SMEM)) != cudaSuccess) return e;
-    if ((e = allow_smem(qk, Q::SMEM)) != cudaSuccess) return e;
-    const uint16_t *q16 = static_cast<const uint16_t*>(q), *k16 = static_cast<const uint16_t*>(k);
-    const uint16_t *v16 = static_cast<const uint16_t*>(v), *do16 = static_cast<const uint16_t*>(dout);
-    ATT_LAUNCH(kv, dim3((p.T + KV::BN - 1) / KV::BN, p.H, p.B), KV::NT, KV::SMEM, stream)(
-        q16, k16, v16, do16, lse, delta, dk, dv, p.T, p.H, p.scale_log2, p.scale);
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    ATT_LAUNCH(qk, dim3((p.T + Q::BM - 1) / Q::BM, p.H, p.B), Q::NT, Q::SMEM, stream)(
-        q16, k16, v16, do16, lse, delta, dq, p.T, p.H, p.scale_log2, p.scale);
+    return backward_bf16<DQK, DV, true>(dout, q, k, v, lse, delta, dq, dk, dv, p, stream);
+  } else if (precision == OCTET_ATTN_BF16_FA2) {
+    return backward_bf16<DQK, DV, false>(dout, q, k, v, lse, delta, dq, dk, dv, p, stream);
   } else {
     using KV = BwdKVF32<DQK, DV>;
     using Q = BwdQF32<DQK, DV>;
@@ -1060,7 +1115,7 @@ cudaError_t backward_impl(int precision, const void* dout, const void* q, const 
 bool aligned16(const void* p) { return p != nullptr && (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 bool valid_problem(int precision, int out_dtype, int batch, int seq_len, int heads, int qk_dim, int v_dim, float scale) {
-  return (precision == OCTET_ATTN_FP32 || precision == OCTET_ATTN_BF16) &&
+  return (precision == OCTET_ATTN_FP32 || precision == OCTET_ATTN_BF16 || precision == OCTET_ATTN_BF16_FA2) &&
          (out_dtype == OCTET_ATTN_OUT_F32 || out_dtype == OCTET_ATTN_OUT_BF16) && batch >= 1 && batch <= 65535 &&
          heads >= 1 && heads <= 65535 && seq_len >= 1 && octet_attention_supported(qk_dim, v_dim) &&
          std::isfinite(scale) && scale > 0.f;

@@ -12,7 +12,8 @@
 //
 // Error metric, per output tensor: max |gpu − ref| / max |ref| over the compared heads (all heads, or the sampled
 // heads where the shape is too large for the reference); a row shows its worst tensor. Tolerance 2e-3 (issue 13)
-// for both precisions. Determinism: each call runs twice (outputs re-poisoned in between); the outputs must be
+// for fp32 and bf16; the "fa2" rows (OCTET_ATTN_BF16_FA2: FlashAttention-2's single bf16 rounding of P and dS in
+// the backward) are reported only. Determinism: each call runs twice (outputs re-poisoned in between); the outputs must be
 // bit-identical. Timing: CUDA events, median of --reps calls. FLOPs of causal attention: forward
 // 2·B·H·T²·(qk + v)/2, backward 2.5× that (the conventional count; our backward recomputes P and dP twice, see
 // attention.cu).
@@ -66,12 +67,6 @@ float from_bf16(uint16_t h) {
   return x;
 }
 
-struct Options {
-  bool quick = false;
-  bool timing = true;
-  int reps = 10;
-};
-
 struct Case {
   std::string name;
   int B, T, H, dqk, dv;
@@ -80,12 +75,20 @@ struct Case {
   bool timing;
 };
 
+struct Options {
+  bool quick = false;
+  bool timing = true;
+  int reps = 10;
+  std::vector<Case> only;  // --case: these shapes instead of the built-in list
+};
+
 struct Row {
   std::string op, prec, shape, heads, worst, tol;
   double err;
   bool det, pass;
   double us, tflops;
   std::string errText;  // overrides the numeric error when set
+  std::string detail;   // every tensor's error
 };
 std::vector<Row> g_rows;
 bool g_fail = false;
@@ -240,6 +243,16 @@ double median_us(const std::function<void()>& call, int reps, cudaStream_t s) {
   return t.empty() ? 0 : t[t.size() / 2];
 }
 
+std::string errs_text(std::initializer_list<std::pair<const char*, double>> errs) {
+  std::string t;
+  for (auto& e : errs) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%s%s %.2e", t.empty() ? "" : ", ", e.first, e.second);
+    t += buf;
+  }
+  return t;
+}
+
 std::string shape_text(const Case& c) {
   char buf[96];
   std::snprintf(buf, sizeof buf, "B%d T%d H%d qk%d v%d", c.B, c.T, c.H, c.dqk, c.dv);
@@ -293,12 +306,14 @@ void run_case(const Case& c, const Options& opt, cudaStream_t s, uint64_t seed) 
   const double flopsF = 2.0 * c.B * c.H * (double)c.T * c.T * (c.dqk + c.dv) / 2.0;
   const double flopsB = 2.5 * flopsF;
 
-  for (int prec : {OCTET_ATTN_FP32, OCTET_ATTN_BF16}) {
-    const char* pname = prec == OCTET_ATTN_BF16 ? "bf16" : "fp32";
-    const void* Qp = prec == OCTET_ATTN_BF16 ? dq16.p : dq32.p;
-    const void* Kp = prec == OCTET_ATTN_BF16 ? dk16.p : dk32.p;
-    const void* Vp = prec == OCTET_ATTN_BF16 ? dv16.p : dv32.p;
-    const void* Gp = prec == OCTET_ATTN_BF16 ? ddo16.p : ddo32.p;
+  for (int prec : {OCTET_ATTN_FP32, OCTET_ATTN_BF16, OCTET_ATTN_BF16_FA2}) {
+    // OCTET_ATTN_BF16_FA2 (FlashAttention-2's single bf16 rounding of P and dS) is reported, not checked against 2e-3.
+    const bool fa2 = prec == OCTET_ATTN_BF16_FA2, b16 = prec != OCTET_ATTN_FP32;
+    const char* pname = fa2 ? "fa2" : b16 ? "bf16" : "fp32";
+    const void* Qp = b16 ? dq16.p : dq32.p;
+    const void* Kp = b16 ? dk16.p : dk32.p;
+    const void* Vp = b16 ? dv16.p : dv32.p;
+    const void* Gp = b16 ? ddo16.p : ddo32.p;
     auto fwd = [&](void* o, int odt) {
       CK(octet_attention_forward(prec, Qp, Kp, Vp, o, odt, lse.f(), c.B, c.T, c.H, c.dqk, c.dv, scalef, s));
     };
@@ -316,8 +331,10 @@ void run_case(const Case& c, const Options& opt, cudaStream_t s, uint64_t seed) 
     const std::vector<float> o2 = download<float>(out, nv, s), l2 = download<float>(lse, nl, s);
     const bool detF = std::memcmp(o1.data(), o2.data(), nv * 4) == 0 && std::memcmp(l1.data(), l2.data(), nl * 4) == 0;
     const double eO = token_err(o1, refs, heads, c, c.dv, &HeadRef::o), eL = lse_err(l1, refs, heads, c);
-    Row rf{"fwd", pname, shape_text(c), headText, eO >= eL ? "O" : "lse", "2e-03", std::max(eO, eL), detF, false, 0, 0, ""};
-    rf.pass = detF && rf.err <= kTol;
+    Row rf{"fwd", pname, shape_text(c), headText, eO >= eL ? "O" : "lse", fa2 ? "info" : "2e-03", std::max(eO, eL),
+           detF, false, 0, 0, ""};
+    rf.detail = errs_text({{"O", eO}, {"lse", eL}});
+    rf.pass = detF && (fa2 || rf.err <= kTol);
     if (opt.timing && c.timing) {
       rf.us = median_us([&] { fwd(out.p, OCTET_ATTN_OUT_F32); }, opt.reps, s);
       rf.tflops = flopsF / (rf.us * 1e-6) / 1e12;
@@ -350,8 +367,10 @@ void run_case(const Case& c, const Options& opt, cudaStream_t s, uint64_t seed) 
     const double ek = token_err(k1, refs, heads, c, c.dqk, &HeadRef::dk);
     const double ev = token_err(v1, refs, heads, c, c.dv, &HeadRef::dv);
     const double eB = std::max(eq, std::max(ek, ev));
-    Row rw{"bwd", pname, shape_text(c), headText, eB == eq ? "dq" : eB == ek ? "dk" : "dv", "2e-03", eB, detB, false, 0, 0, ""};
-    rw.pass = detB && eB <= kTol;
+    Row rw{"bwd", pname, shape_text(c), headText, eB == eq ? "dq" : eB == ek ? "dk" : "dv", fa2 ? "info" : "2e-03",
+           eB, detB, false, 0, 0, ""};
+    rw.detail = errs_text({{"dq", eq}, {"dk", ek}, {"dv", ev}});
+    rw.pass = detB && (fa2 || eB <= kTol);
     if (opt.timing && c.timing) {
       rw.us = median_us([&] { bwd(out.p, OCTET_ATTN_OUT_F32); }, opt.reps, s);
       rw.tflops = flopsB / (rw.us * 1e-6) / 1e12;
@@ -359,7 +378,7 @@ void run_case(const Case& c, const Options& opt, cudaStream_t s, uint64_t seed) 
     add_row(rw);
 
     // Backward reading a bf16 O (D = rowsum(dO ∘ O) from the rounded O): reported, not a check.
-    if (c.sampleHeads) {
+    if (c.sampleHeads && !fa2) {
       poison(gq, s), poison(gk, s), poison(gv, s);
       bwd(outb.p, OCTET_ATTN_OUT_BF16);
       const std::vector<float> qb = download<float>(gq, nq, s), kb = download<float>(gk, nq, s),
@@ -368,8 +387,10 @@ void run_case(const Case& c, const Options& opt, cudaStream_t s, uint64_t seed) 
       const double bb = token_err(kb, refs, heads, c, c.dqk, &HeadRef::dk);
       const double cc = token_err(vb, refs, heads, c, c.dv, &HeadRef::dv);
       const double e = std::max(a, std::max(bb, cc));
-      add_row(Row{"bwd O=bf16", pname, shape_text(c), headText, e == a ? "dq" : e == bb ? "dk" : "dv", "info", e, true,
-                  true, 0, 0, ""});
+      Row ro{"bwd O=bf16", pname, shape_text(c), headText, e == a ? "dq" : e == bb ? "dk" : "dv", "info", e, true,
+             true, 0, 0, ""};
+      ro.detail = errs_text({{"dq", a}, {"dk", bb}, {"dv", cc}});
+      add_row(ro);
     }
   }
 }
@@ -424,12 +445,15 @@ void validation_check(cudaStream_t s) {
   int bad = 0, total = 0;
   auto expect = [&](cudaError_t e) {
     total++;
-    if (e != cudaErrorInvalidValue) bad++;
+    if (e != cudaErrorInvalidValue) {
+      bad++;
+      std::fprintf(stderr, "validation case %d: got %d, expected cudaErrorInvalidValue\n", total, (int)e);
+    }
   };
   auto F = [&](int prec, const void* q, int odt, int B, int T, int H, int dk, int dv, float sc) {
     return octet_attention_forward(prec, q, p, p, o.p, odt, lf, B, T, H, dk, dv, sc, s);
   };
-  expect(F(2, p, 0, 1, 8, 1, 48, 32, 0.1f));          // precision
+  expect(F(3, p, 0, 1, 8, 1, 48, 32, 0.1f));          // precision
   expect(F(0, p, 2, 1, 8, 1, 48, 32, 0.1f));          // out dtype
   expect(F(0, p, 0, 0, 8, 1, 48, 32, 0.1f));          // batch
   expect(F(0, p, 0, 1, 0, 1, 48, 32, 0.1f));          // seqLen
@@ -450,17 +474,17 @@ void validation_check(cudaStream_t s) {
 }
 
 void print_table() {
-  std::printf("\n%-14s %-5s %-22s %-9s %-5s %-12s %-11s %-4s %-5s %10s %8s\n", "op", "prec", "shape", "ref heads",
-              "worst", "max rel err", "tol", "det", "pass", "time us", "TFLOP/s");
+  std::printf("\n%-14s %-5s %-22s %-9s %-5s %-12s %-11s %-4s %-5s %10s %8s  %s\n", "op", "prec", "shape", "ref heads",
+              "worst", "max rel err", "tol", "det", "pass", "time us", "TFLOP/s", "per tensor");
   for (const Row& r : g_rows) {
     char err[32], us[24], tf[24];
     if (!r.errText.empty()) std::snprintf(err, sizeof err, "%s", r.errText.c_str());
     else std::snprintf(err, sizeof err, "%.3e", r.err);
     if (r.us > 0) std::snprintf(us, sizeof us, "%.1f", r.us), std::snprintf(tf, sizeof tf, "%.1f", r.tflops);
     else std::snprintf(us, sizeof us, "-"), std::snprintf(tf, sizeof tf, "-");
-    std::printf("%-14s %-5s %-22s %-9s %-5s %-12s %-11s %-4s %-5s %10s %8s\n", r.op.c_str(), r.prec.c_str(),
+    std::printf("%-14s %-5s %-22s %-9s %-5s %-12s %-11s %-4s %-5s %10s %8s  %s\n", r.op.c_str(), r.prec.c_str(),
                 r.shape.c_str(), r.heads.c_str(), r.worst.c_str(), err, r.tol.c_str(), r.det ? "yes" : "NO",
-                r.pass ? "PASS" : "FAIL", us, tf);
+                r.pass ? "PASS" : "FAIL", us, tf, r.detail.c_str());
   }
   std::printf("\nmax rel err = max|gpu - ref| / max|ref| per output tensor (O and lse forward; dq, dk, dv backward) over "
               "the reference heads, float64 reference on the same (bf16-representable) inputs; the row shows the worst "
@@ -476,8 +500,17 @@ int main(int argc, char** argv) {
     if (a == "--quick") opt.quick = true;
     else if (a == "--no-timing") opt.timing = false;
     else if (a == "--reps" && i + 1 < argc) opt.reps = std::max(1, std::atoi(argv[++i]));
-    else {
-      std::fprintf(stderr, "usage: %s [--quick] [--no-timing] [--reps N]\n", argv[0]);
+    else if (a == "--case" && i + 1 < argc) {
+      Case c{"--case", 0, 0, 0, 0, 0, 1.f, false, true};
+      const int n = std::sscanf(argv[++i], "%d,%d,%d,%d,%d,%f", &c.B, &c.T, &c.H, &c.dqk, &c.dv, &c.qkStd);
+      if (n < 5 || c.B < 1 || c.T < 1 || c.H < 1) {
+        std::fprintf(stderr, "--case B,T,H,qk,v[,qkStd]\n");
+        return 2;
+      }
+      c.sampleHeads = (double)c.B * c.H * c.T * c.T > 4.0 * 4096 * 4096;  // keep the reference under a few seconds
+      opt.only.push_back(c);
+    } else {
+      std::fprintf(stderr, "usage: %s [--quick] [--no-timing] [--reps N] [--case B,T,H,qk,v[,qkStd]]...\n", argv[0]);
       return 2;
     }
   }
@@ -512,6 +545,7 @@ int main(int argc, char** argv) {
         {"peaked scores", 1, 100, 1, 192, 128, 4.f, true, false},
     };
   }
+  if (!opt.only.empty()) cases = opt.only;
   uint64_t seed = 12345;
   for (const Case& c : cases) {
     std::fprintf(stderr, "case %s: %s\n", c.name.c_str(), shape_text(c).c_str());
