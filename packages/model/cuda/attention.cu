@@ -17,6 +17,9 @@
 //   * bf16: tensor cores through mma.sync.m16n8k16 (bf16 × bf16 → fp32), operands staged in shared memory by
 //     cp.async (double-buffered) and read with ldmatrix; a warp owns 16 rows of the M side of every product.
 //     Shared rows are padded by 16 bytes so that ldmatrix's eight 16-byte rows fall in distinct banks.
+//     The FP32 intermediates P and dS enter the second products (P·V, Pᵀ·dO, dS·K, dSᵀ·Q) either rounded once to
+//     bf16 (FlashAttention-2: OCTET_ATTN_BF16_FA2) or as a bf16 pair hi + lo multiplied twice (SPLIT:
+//     OCTET_ATTN_BF16), which keeps every output within ~1e-5 of float64 instead of ~2e-3 (attention.h).
 //   * fp32: plain FMA (no TF32) on 16×16 thread grids; shared rows padded to an odd number of floats so that
 //     column walks are conflict-free.
 // Exponentials are exp2 of log2-scaled scores (scale·log2 e folded into one multiplier); lse is stored in natural
@@ -37,8 +40,10 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 // ---- device primitives ----------------------------------------------------------------------------------------
-// Every PTX instruction the kernels use is behind one of these helpers. Under OCTET_EMU (a CPU emulation used to
-// check the kernels' indexing without a GPU) the including build supplies the same names instead.
+// Every PTX instruction the kernels use is behind one of these helpers, so that the kernels can also run on a CPU
+// emulation: compiled as C++ with -DOCTET_EMU and a forced-include header that supplies these names on top of
+// @octet/numerics' fiber emulator (packages/numerics/cuda/emu/emu.h: a block's threads as fibers, warps exchanging
+// in lock step) — how the fragment layouts and tile indexing were checked without a GPU.
 #ifndef OCTET_EMU
 #define ATT_LAUNCH(kernel, grid, block, smem, stream) kernel<<<(grid), (block), (smem), (stream)>>>
 #define ATT_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
@@ -83,7 +88,6 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
-__device__ __forceinline__ float round_bf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 #endif
 
 __device__ __forceinline__ float bf16_lo(uint32_t v) { return __uint_as_float(v << 16); }
@@ -260,6 +264,7 @@ __global__ void __launch_bounds__(FwdBf16<DQK, DV>::NT)
 
   const int wrow = m0 + warp * 16;   // this warp's first query row
   const int r0 = wrow + g, r1 = r0 + 8;  // the two rows this thread's accumulators belong to
+  uint32_t qf[DQK / 16][4];
   float o[DV / 8][4];
 #pragma unroll
   for (int i = 0; i < DV / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
@@ -275,6 +280,10 @@ __global__ void __launch_bounds__(FwdBf16<DQK, DV>::NT)
       load_tile_bf16<BN, DV, LV, NT>(sV + (st ^ 1) * BN * LV, vh, sv, (j + 1) * BN, T, tid);
       cp_async_commit();
     }
+    if (j == 0) {  // this warp's 16 query rows stay in registers as A fragments (saves a sixth of the ldmatrix traffic)
+#pragma unroll
+      for (int kk = 0; kk < DQK / 16; kk++) ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * LQ + kk * 16 + a_col(lane));
+    }
     const int n0 = j * BN;
     if (n0 > wrow + 15) continue;  // every key of the tile is after every row of this warp (tile 0 never is)
     const uint16_t* sKs = sK + st * BN * LQ;
@@ -283,9 +292,16 @@ __global__ void __launch_bounds__(FwdBf16<DQK, DV>::NT)
     float s[BN / 8][4];
 #pragma unroll
     for (int i = 0; i < BN / 8; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
-    // Q's fragments are re-read from shared memory every step rather than held in registers: at qkDim 192 they
-    // would take 48 registers next to the 64 of O and spill.
-    warp_gemm_nt<DQK, BN / 8>(s, sQ + warp * 16 * LQ, LQ, sKs, LQ, lane);
+#pragma unroll
+    for (int kk = 0; kk < DQK / 16; kk++) {
+#pragma unroll
+      for (int np = 0; np < BN / 16; np++) {
+        uint32_t bk[4];
+        ldsm_x4(bk, sKs + (np * 16 + bn_row(lane)) * LQ + kk * 16 + bn_col(lane));
+        mma_bf16_16816(s[2 * np], qf[kk], bk[0], bk[1]);
+        mma_bf16_16816(s[2 * np + 1], qf[kk], bk[2], bk[3]);
+      }
+    }
 
     // Online softmax (log2 domain). Keys after the row are -inf; rows always see key 0 in tile 0, so the max is
     // finite from the first tile on (the guard only keeps exp2 away from -inf - -inf).
