@@ -1,7 +1,18 @@
 // @octet/model — a DeepSeek-V3-style MoE transformer with explicit forward/backward, the FP8 recipe,
 // AdamW, and kernels behind a backend interface (CPU now).
 
-export type { Backend, AttentionShape, AdamWHyper, Moment } from "./backend/backend.js";
+export type {
+  Backend,
+  TensorHandle,
+  HostArray,
+  AttentionShape,
+  AdamWHyper,
+  QuantizedTensor,
+  RouteOptions,
+  Routing,
+  GroupedGemms,
+  GemmState,
+} from "./backend/backend.js";
 export { CpuBackend, type KernelTimes } from "./backend/cpu.js";
 export {
   type Config,
@@ -24,9 +35,9 @@ export {
 export { Rng, type RngState } from "./rng.js";
 export { ParameterStore, type Parameter, type Init } from "./params.js";
 export { makePrecision, type Precision, type LinearGemms } from "./precision.js";
-export { Linear } from "./layers/linear.js";
+export { Linear, type LinearState } from "./layers/linear.js";
 export { RMSNorm } from "./layers/rmsnorm.js";
-export { SwiGLU } from "./layers/ffn.js";
+export { SwiGLU, RoutedExperts, ExpertLinears } from "./layers/ffn.js";
 export { MultiHeadAttention, MultiHeadLatentAttention, type AttentionLayer } from "./layers/attention.js";
 export { MoE } from "./layers/moe.js";
 export { Transformer, Block, type ForwardResult } from "./model.js";

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { CpuBackend } from "./backend/cpu.js";
 import { type ModelConfig, presetConfig } from "./config.js";
 import { Transformer } from "./model.js";
-import { Rng, numericalGrad, relError } from "./testing/gradcheck.js";
+import { Rng, host, numericalGrad, relError } from "./testing/gradcheck.js";
 
 const be = new CpuBackend();
 
@@ -45,18 +45,20 @@ test("model + MTP (D = 2, λ = 0.3): gradients of L_main + λ·mean_k L_k match 
   }
   // Non-trivial MTP norm gains so their gradients are exercised.
   for (const name of ["mtp.1.enorm.weight", "mtp.2.hnorm.weight", "norm.weight"]) {
-    const w = model.store.get(name).data;
+    const w = host(model.store.get(name).value);
     for (let i = 0; i < w.length; i++) w[i] = 1 + 0.3 * rng.nextNormal32();
   }
   const lambda = 0.3;
   const L = () => {
     const f = model.forward(inputs, targets, false);
-    return f.loss + lambda * f.mtpLoss;
+    const [[loss], [mtpLoss]] = be.read([f.loss, f.mtpLoss!]);
+    return loss + lambda * mtpLoss;
   };
   model.store.zeroGrads();
   const f = model.forward(inputs, targets, true);
   assert.equal(f.mtpLosses.length, 2);
-  assert.ok(Math.abs(f.mtpLoss - (f.mtpLosses[0] + f.mtpLosses[1]) / 2) < 1e-12);
+  const [[mtpLoss], [L1], [L2]] = be.read([f.mtpLoss!, ...f.mtpLosses]);
+  assert.ok(Math.abs(mtpLoss - (L1 + L2) / 2) < 1e-12);
   model.backward(lambda);
   const checked = [
     "embed.weight", "head.weight", "norm.weight", // shared: main and MTP gradients add up
@@ -67,28 +69,28 @@ test("model + MTP (D = 2, λ = 0.3): gradients of L_main + λ·mean_k L_k match 
   ];
   for (const name of checked) {
     const p = model.store.get(name);
-    const err = relError(p.grad, numericalGrad(L, p.data, 1e-3, 40));
+    const err = relError(host(p.grad), numericalGrad(L, host(p.value), 1e-3, 40));
     assert.ok(err < 1e-2, `${name}: relative error ${err.toExponential(2)}`);
   }
   // The MTP part really contributes: without it (λ = 0) the shared head's gradient differs.
-  const withMtp = Float32Array.from(model.store.get("head.weight").grad);
+  const withMtp = Float32Array.from(host(model.store.get("head.weight").grad));
   model.store.zeroGrads();
   model.forward(inputs, targets, true);
   model.backward(0);
-  assert.notDeepEqual(model.store.get("head.weight").grad, withMtp);
-  assert.ok(model.store.get("mtp.1.eh_proj.weight").grad.every((g) => g === 0));
+  assert.notDeepEqual(host(model.store.get("head.weight").grad), withMtp);
+  assert.ok(host(model.store.get("mtp.1.eh_proj.weight").grad).every((g) => g === 0));
 });
 
 test("MTP tensors join the store (named as @octet/mtp names them); MTP off draws the same main initialization", () => {
   const withMtp = new Transformer(microModel(1), "fp32", be, 4);
   const without = new Transformer(microModel(0), "fp32", be, 4);
   assert.equal(without.mtp, null);
-  for (const p of without.store.all()) assert.deepEqual(withMtp.store.get(p.name).data, p.data, p.name);
+  for (const p of without.store.all()) assert.deepEqual(host(withMtp.store.get(p.name).value), host(p.value), p.name);
   const mtpNames = withMtp.mtp!.params().map((p) => p.name);
   assert.ok(mtpNames.includes("mtp.1.eh_proj.weight") && mtpNames.includes("mtp.1.block.attn.wkv_b.weight"));
-  for (const p of withMtp.mtp!.params()) assert.equal(withMtp.store.get(p.name).data, p.value, p.name);
+  for (const p of withMtp.mtp!.params()) assert.equal(withMtp.store.get(p.name).value, p.value, p.name);
   assert.deepEqual(withMtp.store.get("mtp.1.eh_proj.weight").shape, [16, 32]);
   assert.equal(withMtp.moeLayers().length, 2); // the main MoE layer and the MTP block's
   const extra = withMtp.store.count() - without.store.count();
-  assert.equal(extra, withMtp.mtp!.params().reduce((n, p) => n + p.value.length, 0));
+  assert.equal(extra, withMtp.mtp!.params().reduce((n, p) => n + host(p.value).length, 0));
 });

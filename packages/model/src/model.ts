@@ -10,11 +10,11 @@
 //   L = L_main + λ · (1/D) Σ_k L_k
 
 import { type MtpBlock, type MtpForward, MultiTokenPrediction, type NamedParam, type SeqShape, type SharedEmbedding, type SharedHead } from "@octet/mtp";
-import type { Backend } from "./backend/backend.js";
+import type { Backend, TensorHandle } from "./backend/backend.js";
 import type { ModelConfig, RecipeName } from "./config.js";
 import { type AttentionLayer, MultiHeadAttention, MultiHeadLatentAttention } from "./layers/attention.js";
 import { SwiGLU } from "./layers/ffn.js";
-import type { Linear } from "./layers/linear.js";
+import type { LinearState } from "./layers/linear.js";
 import { MoE } from "./layers/moe.js";
 import { RMSNorm } from "./layers/rmsnorm.js";
 import { type Parameter, ParameterStore } from "./params.js";
@@ -26,37 +26,38 @@ export class Block {
   readonly attn: AttentionLayer;
   readonly norm2: RMSNorm;
   readonly ffn: SwiGLU | MoE;
+  private readonly be: Backend;
   private recompute = false;
 
   /** name: "layers.{i}" (main) or "mtp.{k}.block"; ffn: dense SwiGLU or DeepSeekMoE. */
-  constructor(store: ParameterStore, readonly name: string, ffn: "dense" | "moe", private readonly cfg: ModelConfig, precision: Precision, private readonly be: Backend) {
+  constructor(store: ParameterStore, readonly name: string, ffn: "dense" | "moe", private readonly cfg: ModelConfig, precision: Precision) {
     const outStd = cfg.initStd / Math.sqrt(2 * cfg.nLayers); // residual-branch outputs, GPT-2 style
-    this.norm1 = new RMSNorm(store, `${name}.attn_norm`, cfg.dModel, cfg.normEps, be);
+    this.be = store.be;
+    this.norm1 = new RMSNorm(store, `${name}.attn_norm`, cfg.dModel, cfg.normEps);
     this.attn = cfg.attention.kind === "mla"
-      ? new MultiHeadLatentAttention(store, `${name}.attn`, cfg, precision, outStd, be)
-      : new MultiHeadAttention(store, `${name}.attn`, cfg, precision, outStd, be);
-    this.norm2 = new RMSNorm(store, `${name}.ffn_norm`, cfg.dModel, cfg.normEps, be);
+      ? new MultiHeadLatentAttention(store, `${name}.attn`, cfg, precision, outStd)
+      : new MultiHeadAttention(store, `${name}.attn`, cfg, precision, outStd);
+    this.norm2 = new RMSNorm(store, `${name}.ffn_norm`, cfg.dModel, cfg.normEps);
     this.ffn = ffn === "dense"
-      ? new SwiGLU(store, `${name}.ffn`, cfg.dModel, cfg.ffnHidden, precision, cfg.initStd, outStd, be)
-      : new MoE(store, `${name}.moe`, cfg, precision, outStd, be);
+      ? new SwiGLU(store, `${name}.ffn`, cfg.dModel, cfg.ffnHidden, precision, cfg.initStd, outStd)
+      : new MoE(store, `${name}.moe`, cfg, precision, outStd);
   }
 
   /** x [B·T, C] → [B·T, C] (T = seqLen: the config's, or T − k in an MTP block). */
-  forward(x: Float32Array, batch: number, seqLen = this.cfg.seqLen): Float32Array {
-    const N = batch * seqLen;
+  forward(x: TensorHandle, batch: number, seqLen = this.cfg.seqLen): TensorHandle {
     // RMSNorm recomputation: the Linears after a norm do not keep its output; backward recomputes it.
     this.recompute = this.cfg.recompute.rmsnorm && this.attn.canRecompute && this.ffn.canRecompute;
     const save = !this.recompute;
-    const a = this.attn.forward(this.norm1.forward(x, N), batch, save, seqLen);
+    const a = this.attn.forward(this.norm1.forward(x), batch, save, seqLen);
     this.be.addInPlace(a, x); // h = x + attn(norm1(x))
     const h = a;
-    const f = this.ffn.forward(this.norm2.forward(h, N), N, save);
+    const f = this.ffn.forward(this.norm2.forward(h), save);
     this.be.addInPlace(f, h); // out = h + ffn(norm2(h))
     return f;
   }
 
   /** dOut [B·T, C] → dx [B·T, C]. */
-  backward(dOut: Float32Array): Float32Array {
+  backward(dOut: TensorHandle): TensorHandle {
     if (this.recompute) this.ffn.provideInput(this.norm2.recompute());
     const dh = this.norm2.backward(this.ffn.backward(dOut));
     this.be.addInPlace(dh, dOut);
@@ -66,7 +67,7 @@ export class Block {
     return dx;
   }
 
-  linears(): Linear[] {
+  linears(): LinearState[] {
     return [...this.attn.linears(), ...this.ffn.linears()];
   }
 }
@@ -74,16 +75,16 @@ export class Block {
 /** A Block as @octet/mtp's MtpBlock: parameters named relative to the block ("attn_norm.weight", …). */
 class MtpTransformerBlock implements MtpBlock {
   constructor(readonly block: Block, private readonly store: ParameterStore) {}
-  forward(x: Float32Array, shape: SeqShape): { out: Float32Array; cache: unknown } {
+  forward(x: TensorHandle, shape: SeqShape): { out: TensorHandle; cache: unknown } {
     // The Block keeps its activations itself (one forward before each backward), so no cache travels.
     return { out: this.block.forward(x, shape.batch, shape.seqLen), cache: null };
   }
-  backward(dOut: Float32Array): Float32Array {
+  backward(dOut: TensorHandle): TensorHandle {
     return this.block.backward(dOut);
   }
   params(): NamedParam[] {
     const prefix = `${this.block.name}.`;
-    return this.store.all().filter((p) => p.name.startsWith(prefix)).map((p) => ({ name: p.name.slice(prefix.length), value: p.data, grad: p.grad }));
+    return this.store.all().filter((p) => p.name.startsWith(prefix)).map((p) => ({ name: p.name.slice(prefix.length), value: p.value, grad: p.grad }));
   }
 }
 
@@ -94,11 +95,11 @@ class TransformerEmbedding implements SharedEmbedding {
   constructor(private readonly table: Parameter, private readonly be: Backend) {
     [this.vocabSize, this.dim] = table.shape;
   }
-  lookup(tokens: Int32Array): Float32Array {
-    return this.be.embeddingForward(this.table.data, tokens, this.dim); // [n, C]
+  lookup(tokens: TensorHandle): TensorHandle {
+    return this.be.embeddingForward(this.table.value, tokens); // [n, C]
   }
-  accumulateGrad(tokens: Int32Array, dEmb: Float32Array): void {
-    this.be.embeddingBackward(dEmb, tokens, this.dim, this.table.grad);
+  accumulateGrad(tokens: TensorHandle, dEmb: TensorHandle): void {
+    this.be.embeddingBackward(dEmb, tokens, this.table.grad);
   }
 }
 
@@ -113,30 +114,28 @@ class TransformerHead implements SharedHead {
   constructor(private readonly norm: RMSNorm, private readonly head: Parameter, private readonly eps: number, private readonly be: Backend) {
     [this.vocabSize, this.dim] = head.shape;
   }
-  forward(h: Float32Array, rows: number): { logits: Float32Array; cache: unknown } {
-    const { vocabSize: V, dim: C } = this;
-    const { y, rstd } = this.be.rmsnormForward(h, this.norm.weight.data, rows, C, this.eps); // [rows, C], [rows]
-    const logits = this.be.matmul(y, this.head.data, rows, V, C); // [rows, V]
-    return { logits, cache: { h, y, rstd, rows } };
+  forward(h: TensorHandle): { logits: TensorHandle; cache: unknown } {
+    const { y, rstd } = this.be.rmsnormForward(h, this.norm.weight.value, this.eps); // [rows, C], [rows]
+    const logits = this.be.matmul(y, this.head.value); // [rows, V]
+    return { logits, cache: { h, y, rstd } };
   }
-  backward(dLogits: Float32Array, cache: unknown): Float32Array {
-    const { h, y, rstd, rows } = cache as { h: Float32Array; y: Float32Array; rstd: Float32Array; rows: number };
-    const { vocabSize: V, dim: C } = this;
-    const dH = this.be.matmul(this.be.transpose(dLogits, rows, V), this.be.transpose(y, rows, C), V, C, rows); // [V, C]
+  backward(dLogits: TensorHandle, cache: unknown): TensorHandle {
+    const { h, y, rstd } = cache as { h: TensorHandle; y: TensorHandle; rstd: TensorHandle };
+    const dH = this.be.matmul(this.be.transpose(dLogits), this.be.transpose(y)); // [V, C]
     this.be.addInPlace(this.head.grad, dH);
-    const dy = this.be.matmul(dLogits, this.be.transpose(this.head.data, V, C), rows, C, V); // [rows, C]
-    return this.be.rmsnormBackward(dy, h, this.norm.weight.data, rstd, rows, C, this.norm.weight.grad);
+    const dy = this.be.matmul(dLogits, this.be.transpose(this.head.value)); // [rows, C]
+    return this.be.rmsnormBackward(dy, h, this.norm.weight.value, rstd, this.norm.weight.grad);
   }
 }
 
-/** Losses of one forward pass. */
+/** Losses of one forward pass, as 1-element backend tensors (the trainer reads them with the step's other scalars). */
 export interface ForwardResult {
   /** The main model's mean cross-entropy (next token). */
-  loss: number;
+  loss: TensorHandle;
   /** L_k, k = 1..D (empty without MTP). */
-  mtpLosses: number[];
-  /** (1/D) Σ_k L_k (NaN without MTP): the training loss is loss + λ · mtpLoss. */
-  mtpLoss: number;
+  mtpLosses: TensorHandle[];
+  /** (1/D) Σ_k L_k (null without MTP): the training loss is loss + λ · mtpLoss. */
+  mtpLoss: TensorHandle | null;
 }
 
 export class Transformer {
@@ -149,15 +148,15 @@ export class Transformer {
   /** The MTP modules (null when model.mtp.depth is 0); their blocks follow in mtpBlocks. */
   readonly mtp: MultiTokenPrediction | null;
   readonly mtpBlocks: Block[];
-  private saved: { inputs: Int32Array; xf: Float32Array; dLogits: Float32Array | null; N: number; mtp: MtpForward | null } | null = null;
+  private saved: { inputs: TensorHandle; xf: TensorHandle; dLogits: TensorHandle | null; mtp: MtpForward | null } | null = null;
 
   constructor(readonly cfg: ModelConfig, readonly recipe: RecipeName, readonly be: Backend, seed: number) {
-    this.store = new ParameterStore(Rng.fromU32Seed(seed));
+    this.store = new ParameterStore(Rng.fromU32Seed(seed), be);
     this.precision = makePrecision(recipe, be);
     this.embedding = this.store.create("embed.weight", [cfg.vocabSize, cfg.dModel], { kind: "normal", std: 1 }, false);
     this.blocks = [];
-    for (let i = 0; i < cfg.nLayers; i++) this.blocks.push(new Block(this.store, `layers.${i}`, i < cfg.nDenseLayers ? "dense" : "moe", cfg, this.precision, be));
-    this.finalNorm = new RMSNorm(this.store, "norm", cfg.dModel, cfg.normEps, be);
+    for (let i = 0; i < cfg.nLayers; i++) this.blocks.push(new Block(this.store, `layers.${i}`, i < cfg.nDenseLayers ? "dense" : "moe", cfg, this.precision));
+    this.finalNorm = new RMSNorm(this.store, "norm", cfg.dModel, cfg.normEps);
     this.head = this.store.create("head.weight", [cfg.vocabSize, cfg.dModel], { kind: "normal", std: cfg.initStd });
     // MTP: created after the main parameters, so a model without MTP draws the same initial values.
     this.mtpBlocks = [];
@@ -166,24 +165,24 @@ export class Transformer {
     if (D > 0) {
       // Each MTP block is of the kind of the last main block (DeepSeek-V3: MoE).
       const kind = cfg.nDenseLayers < cfg.nLayers ? "moe" : "dense";
-      for (let k = 1; k <= D; k++) this.mtpBlocks.push(new Block(this.store, `mtp.${k}.block`, kind, cfg, this.precision, be));
+      for (let k = 1; k <= D; k++) this.mtpBlocks.push(new Block(this.store, `mtp.${k}.block`, kind, cfg, this.precision));
       this.mtp = new MultiTokenPrediction({
         dim: cfg.dModel,
         blocks: this.mtpBlocks.map((b) => new MtpTransformerBlock(b, this.store)),
         embedding: new TransformerEmbedding(this.embedding, be),
         head: new TransformerHead(this.finalNorm, this.head, cfg.normEps, be),
+        kernels: be.mtpKernels,
         seed,
         eps: cfg.normEps,
       });
       // The modules' own tensors (enorm, hnorm, eh_proj) join the store under @octet/mtp's names, so
-      // AdamW, clipping and state export see them; the blocks' are in the store already (same arrays).
+      // AdamW, clipping and state export see them; the blocks' are in the store already (same tensors).
       for (const p of this.mtp.params()) {
         if (this.store.has(p.name)) {
-          if (this.store.get(p.name).data !== p.value) throw new Error(`MTP parameter ${p.name} is not the store's tensor`);
+          if (this.store.get(p.name).value !== p.value) throw new Error(`MTP parameter ${p.name} is not the store's tensor`);
           continue;
         }
-        const shape = p.value.length === cfg.dModel ? [cfg.dModel] : [cfg.dModel, 2 * cfg.dModel];
-        this.store.adopt(p.name, shape, p.value, p.grad, shape.length > 1);
+        this.store.adopt(p.name, p.value, p.grad);
       }
     }
   }
@@ -195,28 +194,31 @@ export class Transformer {
   }
 
   /** h^0 [B·T, C]: the last block's output (the final norm's input, what the MTP modules consume). */
-  private trunk(inputs: Int32Array, batch: number, seqLen: number): Float32Array {
-    let x = this.be.embeddingForward(this.embedding.data, inputs, this.cfg.dModel); // [B·T, C]
+  private trunk(inputs: TensorHandle, batch: number, seqLen: number): TensorHandle {
+    let x = this.be.embeddingForward(this.embedding.value, inputs); // [B·T, C]
     for (const block of this.blocks) x = block.forward(x, batch, seqLen);
     return x;
   }
 
   /**
-   * Losses of a batch; inputs, targets [B·T]. With wantGrad, backward() may follow. withMtp (default:
-   * whenever MTP is configured) also runs the MTP modules; seqLen (default the config's) may be shorter.
+   * Losses of a batch; inputs, targets [B·T] (host tokens: uploaded here, the step's one copy to the backend).
+   * With wantGrad, backward() may follow. withMtp (default: whenever MTP is configured) also runs the MTP
+   * modules; seqLen (default the config's) may be shorter.
    */
   forward(inputs: Int32Array, targets: Int32Array, wantGrad = true, withMtp = true, seqLen = this.cfg.seqLen): ForwardResult {
-    const { dModel: C, vocabSize: V } = this.cfg;
     const batch = this.checkTokens(inputs, seqLen);
     const N = inputs.length;
-    const x = this.trunk(inputs, batch, seqLen); // [B·T, C] = h^0
-    const xf = this.finalNorm.forward(x, N); // [B·T, C]
-    const logits = this.be.matmul(xf, this.head.data, N, V, C); // [B·T, V], FP32 head
-    const { loss, dLogits } = this.be.crossEntropy(logits, targets, N, V, wantGrad);
+    if (targets.length !== N) throw new RangeError(`targets hold ${targets.length} tokens for ${N} inputs`);
+    const inputsT = this.be.fromHost(inputs, [N]);
+    const targetsT = this.be.fromHost(targets, [N]);
+    const x = this.trunk(inputsT, batch, seqLen); // [B·T, C] = h^0
+    const xf = this.finalNorm.forward(x); // [B·T, C]
+    const logits = this.be.matmul(xf, this.head.value); // [B·T, V], FP32 head
+    const { loss, dLogits } = this.be.crossEntropy(logits, targetsT, wantGrad);
     // MTP after the main head: its head calls keep their own activations, not the final norm's.
-    const mtp = this.mtp && withMtp ? this.mtp.forward({ hidden: x, inputs, targets, batch, seqLen }) : null;
-    this.saved = wantGrad ? { inputs, xf, dLogits, N, mtp } : null;
-    return { loss, mtpLosses: mtp ? mtp.losses : [], mtpLoss: mtp ? mtp.loss : NaN };
+    const mtp = this.mtp && withMtp ? this.mtp.forward({ hidden: x, inputs: inputsT, targets: targetsT, batch, seqLen }) : null;
+    this.saved = wantGrad ? { inputs: inputsT, xf, dLogits, mtp } : null;
+    return { loss, mtpLosses: mtp ? mtp.losses : [], mtpLoss: mtp ? mtp.loss : null };
   }
 
   /**
@@ -227,17 +229,16 @@ export class Transformer {
     const s = this.saved;
     if (!s || !s.dLogits) throw new Error("backward() needs a forward(…, wantGrad = true) first");
     this.saved = null;
-    const { dModel: C, vocabSize: V } = this.cfg;
-    const { N, dLogits, xf } = s;
+    const { dLogits, xf } = s;
     // MTP first: its chain ends in dL/dh^0 (added below) and in the shared head's and embedding's grads.
     const dHidden = s.mtp ? this.mtp!.backward(s.mtp.cache, mtpWeight) : null; // [B·T, C]
     // head: logits = xf · Hᵀ → dxf = dLogits · H, dH = dLogitsᵀ · xf
-    const dH = this.be.matmul(this.be.transpose(dLogits, N, V), this.be.transpose(xf, N, C), V, C, N); // [V, C]
+    const dH = this.be.matmul(this.be.transpose(dLogits), this.be.transpose(xf)); // [V, C]
     this.be.addInPlace(this.head.grad, dH);
-    let dx = this.finalNorm.backward(this.be.matmul(dLogits, this.be.transpose(this.head.data, V, C), N, C, V)); // [B·T, C]
+    let dx = this.finalNorm.backward(this.be.matmul(dLogits, this.be.transpose(this.head.value))); // [B·T, C]
     if (dHidden) this.be.addInPlace(dx, dHidden);
     for (let i = this.blocks.length - 1; i >= 0; i--) dx = this.blocks[i].backward(dx);
-    this.be.embeddingBackward(dx, s.inputs, C, this.embedding.grad);
+    this.be.embeddingBackward(dx, s.inputs, this.embedding.grad);
   }
 
   /**
@@ -245,14 +246,13 @@ export class Transformer {
    * 1's logits [B·(T−1), V] at positions 0..T−2 of each sequence (module 1 at position i reads h^0_i and
    * the embedding of inputs[i + 1], and predicts the token after that one).
    */
-  predict(inputs: Int32Array, seqLen = this.cfg.seqLen): { logits: Float32Array; draftLogits: Float32Array | null } {
-    const { dModel: C, vocabSize: V } = this.cfg;
+  predict(inputs: Int32Array, seqLen = this.cfg.seqLen): { logits: TensorHandle; draftLogits: TensorHandle | null } {
     const batch = this.checkTokens(inputs, seqLen);
-    const N = inputs.length;
-    const x = this.trunk(inputs, batch, seqLen);
-    const logits = this.be.matmul(this.finalNorm.forward(x, N), this.head.data, N, V, C);
-    let draftLogits: Float32Array | null = null;
-    if (this.mtp && seqLen > 1) draftLogits = this.mtp.predict({ hidden: x, inputs, batch, seqLen }, 1);
+    const inputsT = this.be.fromHost(inputs, [inputs.length]);
+    const x = this.trunk(inputsT, batch, seqLen);
+    const logits = this.be.matmul(this.finalNorm.forward(x), this.head.value);
+    let draftLogits: TensorHandle | null = null;
+    if (this.mtp && seqLen > 1) draftLogits = this.mtp.predict({ hidden: x, inputs: inputsT, batch, seqLen }, 1);
     return { logits, draftLogits };
   }
 
@@ -261,7 +261,7 @@ export class Transformer {
     return [...this.blocks, ...this.mtpBlocks].map((b) => b.ffn).filter((f): f is MoE => f instanceof MoE);
   }
 
-  linears(): Linear[] {
+  linears(): LinearState[] {
     return [...this.blocks, ...this.mtpBlocks].flatMap((b) => b.linears());
   }
 }

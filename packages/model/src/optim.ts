@@ -1,7 +1,7 @@
 // AdamW with FP32 master weights and FP32 gradients; moments in FP32 or BF16 (DeepSeek-V3 keeps them in
 // BF16); global gradient-norm clipping; warm-up then cosine or WSD (warmup–stable–decay) learning rates.
 
-import type { Backend, Moment } from "./backend/backend.js";
+import type { Backend, TensorHandle } from "./backend/backend.js";
 import type { TrainConfig } from "./config.js";
 import type { Parameter } from "./params.js";
 
@@ -20,21 +20,21 @@ export function learningRate(cfg: TrainConfig, step: number): number {
   return lr + (minLr - lr) * Math.min(1, (step - decayStart + 1) / decaySteps);
 }
 
-/** Scale all gradients so their global L2 norm is at most maxNorm (0: no clipping). Returns the norm before. */
-export function clipGradNorm(params: Parameter[], maxNorm: number, be: Backend): number {
-  let ss = 0;
-  for (const p of params) ss += be.sumSquares(p.grad);
-  const norm = Math.sqrt(ss);
-  if (maxNorm > 0 && norm > maxNorm) {
-    const s = maxNorm / (norm + 1e-6);
-    for (const p of params) be.scale(p.grad, s);
-  }
+/**
+ * Scale all gradients so their global L2 norm is at most maxNorm (0: no clipping). Returns the norm before, as
+ * a 1-element tensor (it stays with the backend; the trainer reads it with the step's other scalars).
+ */
+export function clipGradNorm(params: Parameter[], maxNorm: number, be: Backend): TensorHandle {
+  const grads = params.map((p) => p.grad);
+  const norm = be.gradNorm(grads);
+  be.clipByNorm(grads, norm, maxNorm);
   return norm;
 }
 
 export class AdamW {
-  readonly m = new Map<string, Moment>();
-  readonly v = new Map<string, Moment>();
+  /** First and second moments by parameter name: backend tensors, F32 or BF16 (cfg.bf16Moments). */
+  readonly m = new Map<string, TensorHandle>();
+  readonly v = new Map<string, TensorHandle>();
   step = 0;
 
   constructor(
@@ -42,9 +42,10 @@ export class AdamW {
     private readonly cfg: TrainConfig,
     private readonly be: Backend,
   ) {
+    const dtype = cfg.bf16Moments ? "BF16" : "F32";
     for (const p of params) {
-      this.m.set(p.name, cfg.bf16Moments ? new Uint16Array(p.data.length) : new Float32Array(p.data.length));
-      this.v.set(p.name, cfg.bf16Moments ? new Uint16Array(p.data.length) : new Float32Array(p.data.length));
+      this.m.set(p.name, be.zeros(p.shape, dtype));
+      this.v.set(p.name, be.zeros(p.shape, dtype));
     }
   }
 
@@ -53,7 +54,7 @@ export class AdamW {
     this.step++;
     const { beta1, beta2, eps, weightDecay } = this.cfg;
     for (const p of this.params) {
-      this.be.adamwUpdate(p.data, p.grad, this.m.get(p.name)!, this.v.get(p.name)!, {
+      this.be.adamwUpdate(p.value, p.grad, this.m.get(p.name)!, this.v.get(p.name)!, {
         lr, beta1, beta2, eps, weightDecay: p.decay ? weightDecay : 0, step: this.step,
       });
     }

@@ -14,26 +14,25 @@
 //                every 128 (RECIPES.deepseekV3 of @octet/numerics)
 //   fp8-delayed  Transformer Engine's per-tensor delayed scaling from an amax history (RECIPES.delayed)
 
-import { DelayedScaler, RECIPES, type OperandScaling, type Quantized, type ScalingRecipe, blockFor } from "@octet/numerics";
-import type { Backend } from "./backend/backend.js";
+import { DelayedScaler, RECIPES, type OperandScaling, type ScalingRecipe, blockFor } from "@octet/numerics";
+import type { Backend, GemmState, GroupedGemms, QuantizedTensor, TensorHandle } from "./backend/backend.js";
 import type { RecipeName } from "./config.js";
 
-
-/** One Linear's GEMMs under a recipe (with its own scaler state under delayed scaling). */
+/** One Linear's GEMMs under a recipe (with its own scaler state under delayed scaling); tensors [rows, features]. */
 export interface LinearGemms {
-  /** y [T,out]; keeps what Wgrad will need unless save is false (the caller then calls saveInput later). */
-  fprop(x: Float32Array, w: Float32Array, T: number, inF: number, outF: number, save?: boolean): Float32Array;
+  /** y [T,out] = x [T,in] · Wᵀ; keeps what Wgrad will need unless save is false (the caller then calls saveInput later). */
+  fprop(x: TensorHandle, w: TensorHandle, save?: boolean): TensorHandle;
   /** False when a second fprop would change state (delayed scaling records amax history): no recomputation. */
   readonly canRecompute: boolean;
-  /** dx [T,in]. */
-  dgrad(dy: Float32Array, w: Float32Array, T: number, inF: number, outF: number): Float32Array;
-  /** dW [out,in] from dy and the saved input. */
-  wgrad(dy: Float32Array, T: number, inF: number, outF: number): Float32Array;
+  /** dx [T,in] from dy [T,out] and W [out,in]. */
+  dgrad(dy: TensorHandle, w: TensorHandle): TensorHandle;
+  /** dW [out,in] from dy [T,out] and the saved input. */
+  wgrad(dy: TensorHandle): TensorHandle;
   /** Replace the saved input by this one (for recomputation in the backward pass). */
-  saveInput(x: Float32Array, T: number, inF: number): void;
+  saveInput(x: TensorHandle): void;
   release(): void;
-  exportState(): Record<string, { history: number[]; recorded: number }>;
-  importState(state: Record<string, { history: number[]; recorded: number }>): void;
+  exportState(): GemmState;
+  importState(state: GemmState): void;
 }
 
 export interface Precision {
@@ -41,37 +40,47 @@ export interface Precision {
   /** The @octet/numerics scaling recipe behind an fp8 recipe (null for fp32/bf16). */
   readonly scaling: ScalingRecipe | null;
   forLinear(name: string): LinearGemms;
+  /** The GEMMs of a MoE layer's experts of one kind, as one grouped op (the backend's). */
+  forExperts(names: readonly string[]): GroupedGemms;
 }
 
 export function makePrecision(name: RecipeName, backend: Backend): Precision {
+  const make = (scaling: ScalingRecipe | null, forLinear: () => LinearGemms): Precision => ({
+    name,
+    scaling,
+    forLinear,
+    forExperts(names) {
+      return backend.groupedGemms(this, names);
+    },
+  });
   switch (name) {
     case "fp32":
-      return { name, scaling: null, forLinear: () => new Fp32Gemms(backend) };
+      return make(null, () => new Fp32Gemms(backend));
     case "bf16":
-      return { name, scaling: null, forLinear: () => new Bf16Gemms(backend) };
+      return make(null, () => new Bf16Gemms(backend));
     case "fp8":
-      return { name, scaling: RECIPES.deepseekV3, forLinear: () => new CurrentScalingGemms(backend, RECIPES.deepseekV3) };
+      return make(RECIPES.deepseekV3, () => new CurrentScalingGemms(backend, RECIPES.deepseekV3));
     case "fp8-delayed":
-      return { name, scaling: RECIPES.delayed, forLinear: () => new DelayedScalingGemms(backend, RECIPES.delayed) };
+      return make(RECIPES.delayed, () => new DelayedScalingGemms(backend, RECIPES.delayed));
   }
 }
 
 class Fp32Gemms implements LinearGemms {
   readonly canRecompute = true;
-  private saved: Float32Array | null = null; // xᵀ [in, T]
+  private saved: TensorHandle | null = null; // xᵀ [in, T]
   constructor(private readonly be: Backend) {}
-  fprop(x: Float32Array, w: Float32Array, T: number, inF: number, outF: number, save = true) {
-    if (save) this.saveInput(x, T, inF);
-    return this.be.matmul(x, w, T, outF, inF);
+  fprop(x: TensorHandle, w: TensorHandle, save = true) {
+    if (save) this.saveInput(x);
+    return this.be.matmul(x, w);
   }
-  dgrad(dy: Float32Array, w: Float32Array, T: number, inF: number, outF: number) {
-    return this.be.matmul(dy, this.be.transpose(w, outF, inF), T, inF, outF);
+  dgrad(dy: TensorHandle, w: TensorHandle) {
+    return this.be.matmul(dy, this.be.transpose(w));
   }
-  wgrad(dy: Float32Array, T: number, inF: number, outF: number) {
-    return this.be.matmul(this.be.transpose(dy, T, outF), this.saved!, outF, inF, T);
+  wgrad(dy: TensorHandle) {
+    return this.be.matmul(this.be.transpose(dy), this.saved!);
   }
-  saveInput(x: Float32Array, T: number, inF: number) {
-    this.saved = this.be.transpose(x, T, inF);
+  saveInput(x: TensorHandle) {
+    this.saved = this.be.transpose(x);
   }
   release() {
     this.saved = null;
@@ -84,28 +93,28 @@ class Fp32Gemms implements LinearGemms {
 
 class Bf16Gemms implements LinearGemms {
   readonly canRecompute = true;
-  private saved: Uint16Array | null = null; // bf16 xᵀ [in, T]
-  private w16: Uint16Array | null = null; // bf16 W [out, in] from the last fprop (weights fixed until the optimizer step)
-  private dy16: Uint16Array | null = null; // bf16 dy [T, out] from wgrad, for dgrad
+  private saved: TensorHandle | null = null; // bf16 xᵀ [in, T]
+  private w16: TensorHandle | null = null; // bf16 W [out, in] from the last fprop (weights fixed until the optimizer step)
+  private dy16: TensorHandle | null = null; // bf16 dy [T, out] from wgrad, for dgrad
   constructor(private readonly be: Backend) {}
-  fprop(x: Float32Array, w: Float32Array, T: number, inF: number, outF: number, save = true) {
-    if (save) this.saveInput(x, T, inF);
+  fprop(x: TensorHandle, w: TensorHandle, save = true) {
+    if (save) this.saveInput(x);
     this.w16 = this.be.toBf16(w);
-    return this.be.matmulBf16(this.be.toBf16(x), this.w16, T, outF, inF);
+    return this.be.matmulBf16(this.be.toBf16(x), this.w16);
   }
-  dgrad(dy: Float32Array, w: Float32Array, T: number, inF: number, outF: number) {
+  dgrad(dy: TensorHandle, w: TensorHandle) {
     // Rounding commutes with transposition: bf16(Wᵀ) = bf16(W)ᵀ, so the forward pass's bf16 W serves.
-    const wT = this.w16 ? this.be.transpose(this.w16, outF, inF) : this.be.toBf16(this.be.transpose(w, outF, inF)); // [in, out]
+    const wT = this.w16 ? this.be.transpose(this.w16) : this.be.toBf16(this.be.transpose(w)); // [in, out]
     const dy16 = this.dy16 ?? this.be.toBf16(dy);
     this.w16 = this.dy16 = null;
-    return this.be.matmulBf16(dy16, wT, T, inF, outF);
+    return this.be.matmulBf16(dy16, wT);
   }
-  wgrad(dy: Float32Array, T: number, inF: number, outF: number) {
+  wgrad(dy: TensorHandle) {
     this.dy16 = this.be.toBf16(dy); // [T, out], Dgrad's operand too
-    return this.be.matmulBf16(this.be.transpose(this.dy16, T, outF), this.saved!, outF, inF, T);
+    return this.be.matmulBf16(this.be.transpose(this.dy16), this.saved!);
   }
-  saveInput(x: Float32Array, T: number, inF: number) {
-    this.saved = this.be.transpose(this.be.toBf16(x), T, inF);
+  saveInput(x: TensorHandle) {
+    this.saved = this.be.transpose(this.be.toBf16(x));
   }
   release() {
     this.saved = null;
@@ -125,6 +134,11 @@ function isTile1x128(op: OperandScaling): boolean {
   return op.granularity.kind === "block" && op.granularity.block[0] === 1 && op.granularity.block[1] === 128;
 }
 
+/** [rows, cols] of a Linear operand. */
+function dims(x: TensorHandle): [number, number] {
+  return [x.shape[0], x.shape[1]];
+}
+
 /**
  * Current (just-in-time) scaling with the recipe's formats and granularities (DeepSeek-V3's fine-grained).
  * Under DeepSeek-V3's recipe each activation and gradient is read once for both of its layouts (x for
@@ -133,9 +147,9 @@ function isTile1x128(op: OperandScaling): boolean {
  */
 class CurrentScalingGemms implements LinearGemms {
   readonly canRecompute = true;
-  private saved: Quantized | null = null; // FP8 xᵀ [in, T], the recipe's wgrad.input granularity
-  private qw: Quantized | null = null; // W [out, in] from the last fprop (weights fixed until the optimizer step)
-  private qdy: Quantized | null = null; // dy [T, out] from wgrad, for dgrad
+  private saved: QuantizedTensor | null = null; // FP8 xᵀ [in, T], the recipe's wgrad.input granularity
+  private qw: QuantizedTensor | null = null; // W [out, in] from the last fprop (weights fixed until the optimizer step)
+  private qdy: QuantizedTensor | null = null; // dy [T, out] from wgrad, for dgrad
   private readonly inputBoth: boolean;
   private readonly gradBoth: boolean;
   private readonly weightT: boolean;
@@ -149,47 +163,47 @@ class CurrentScalingGemms implements LinearGemms {
     const wg = r.fprop.weight.granularity;
     this.weightT = sameScaling(r.fprop.weight, r.dgrad.weight) && wg.kind === "block" && wg.block[0] === wg.block[1];
   }
-  private q(x: Float32Array, rows: number, cols: number, op: OperandScaling): Quantized {
-    return this.be.quantize(x, rows, cols, blockFor(op.granularity, [rows, cols]), op.format, op.scale);
+  private q(x: TensorHandle, op: OperandScaling): QuantizedTensor {
+    return this.be.quantize(x, blockFor(op.granularity, dims(x)), op.format, op.scale);
   }
-  fprop(x: Float32Array, w: Float32Array, T: number, inF: number, outF: number, save = true) {
+  fprop(x: TensorHandle, w: TensorHandle, save = true) {
     const r = this.recipe.fprop;
-    let qx: Quantized;
+    let qx: QuantizedTensor;
     if (save && this.inputBoth) {
-      const both = this.be.quantizeTiles(x, T, inF, r.input.format, r.input.scale);
+      const both = this.be.quantizeTiles(x, r.input.format, r.input.scale);
       qx = both.q; // [T, in]
       this.saved = both.qT; // [in, T]
     } else {
-      if (save) this.saveInput(x, T, inF);
-      qx = this.q(x, T, inF, r.input);
+      if (save) this.saveInput(x);
+      qx = this.q(x, r.input);
     }
-    const qw = this.q(w, outF, inF, r.weight);
+    const qw = this.q(w, r.weight);
     this.qw = this.weightT ? qw : null;
     return this.be.scaledMatmul(qx, qw, this.recipe.promoteEvery);
   }
-  dgrad(dy: Float32Array, w: Float32Array, T: number, inF: number, outF: number) {
+  dgrad(dy: TensorHandle, w: TensorHandle) {
     const r = this.recipe.dgrad;
-    const qwT = this.qw ? this.be.transposeQuantized(this.qw) : this.q(this.be.transpose(w, outF, inF), inF, outF, r.weight); // [in, out]
-    const qdy = this.qdy ?? this.q(dy, T, outF, r.gradOutput);
+    const qwT = this.qw ? this.be.transposeQuantized(this.qw) : this.q(this.be.transpose(w), r.weight); // [in, out]
+    const qdy = this.qdy ?? this.q(dy, r.gradOutput);
     this.qw = this.qdy = null;
     return this.be.scaledMatmul(qdy, qwT, this.recipe.promoteEvery);
   }
-  wgrad(dy: Float32Array, T: number, inF: number, outF: number) {
+  wgrad(dy: TensorHandle) {
     const r = this.recipe.wgrad;
-    let qdyT: Quantized;
+    let qdyT: QuantizedTensor;
     if (this.gradBoth) {
-      const both = this.be.quantizeTiles(dy, T, outF, r.gradOutput.format, r.gradOutput.scale);
+      const both = this.be.quantizeTiles(dy, r.gradOutput.format, r.gradOutput.scale);
       this.qdy = both.q; // [T, out], Dgrad's operand
       qdyT = both.qT; // [out, T]
     } else {
-      qdyT = this.q(this.be.transpose(dy, T, outF), outF, T, r.gradOutput);
+      qdyT = this.q(this.be.transpose(dy), r.gradOutput);
     }
     return this.be.scaledMatmul(qdyT, this.saved!, this.recipe.promoteEvery);
   }
-  saveInput(x: Float32Array, T: number, inF: number) {
+  saveInput(x: TensorHandle) {
     this.saved = this.inputBoth
-      ? this.be.transposeQuantized(this.q(x, T, inF, { ...this.recipe.wgrad.input, granularity: { kind: "block", block: [128, 1] } }))
-      : this.q(this.be.transpose(x, T, inF), inF, T, this.recipe.wgrad.input);
+      ? this.be.transposeQuantized(this.q(x, { ...this.recipe.wgrad.input, granularity: { kind: "block", block: [128, 1] } }))
+      : this.q(this.be.transpose(x), this.recipe.wgrad.input);
   }
   release() {
     this.saved = null;
@@ -208,7 +222,7 @@ function gcd(a: number, b: number): number {
 /** Per-tensor delayed scaling: one amax history per operand of each GEMM (six per Linear). */
 class DelayedScalingGemms implements LinearGemms {
   readonly canRecompute = false;
-  private saved: Quantized | null = null;
+  private saved: QuantizedTensor | null = null;
   private readonly scalers: Record<string, DelayedScaler>;
   constructor(
     private readonly be: Backend,
@@ -225,34 +239,37 @@ class DelayedScalingGemms implements LinearGemms {
       "wgrad.input": mk(recipe.wgrad.input),
     };
   }
-  private gemm(a: Quantized, b: Quantized): Float32Array {
+  private gemm(a: QuantizedTensor, b: QuantizedTensor): TensorHandle {
     // One scale per tensor: any promotion interval that divides K is the same arithmetic.
     return this.be.scaledMatmul(a, b, gcd(a.shape[1], this.recipe.promoteEvery));
   }
-  fprop(x: Float32Array, w: Float32Array, T: number, inF: number, outF: number, save = true) {
-    if (save) this.saveInput(x, T, inF);
-    return this.gemm(this.scalers["fprop.input"].quantize(x, [T, inF]), this.scalers["fprop.weight"].quantize(w, [outF, inF]));
+  private q(x: TensorHandle, op: string): QuantizedTensor {
+    return this.be.quantizeDelayed(x, this.scalers[op]);
   }
-  dgrad(dy: Float32Array, w: Float32Array, T: number, inF: number, outF: number) {
-    const wT = this.be.transpose(w, outF, inF);
-    return this.gemm(this.scalers["dgrad.gradOutput"].quantize(dy, [T, outF]), this.scalers["dgrad.weight"].quantize(wT, [inF, outF]));
+  fprop(x: TensorHandle, w: TensorHandle, save = true) {
+    if (save) this.saveInput(x);
+    return this.gemm(this.q(x, "fprop.input"), this.q(w, "fprop.weight"));
   }
-  wgrad(dy: Float32Array, T: number, inF: number, outF: number) {
-    const dyT = this.be.transpose(dy, T, outF);
-    return this.gemm(this.scalers["wgrad.gradOutput"].quantize(dyT, [outF, T]), this.saved!);
+  dgrad(dy: TensorHandle, w: TensorHandle) {
+    const wT = this.be.transpose(w);
+    return this.gemm(this.q(dy, "dgrad.gradOutput"), this.q(wT, "dgrad.weight"));
   }
-  saveInput(x: Float32Array, T: number, inF: number) {
-    this.saved = this.scalers["wgrad.input"].quantize(this.be.transpose(x, T, inF), [inF, T]);
+  wgrad(dy: TensorHandle) {
+    const dyT = this.be.transpose(dy);
+    return this.gemm(this.q(dyT, "wgrad.gradOutput"), this.saved!);
+  }
+  saveInput(x: TensorHandle) {
+    this.saved = this.q(this.be.transpose(x), "wgrad.input");
   }
   release() {
     this.saved = null;
   }
   exportState() {
-    const out: Record<string, { history: number[]; recorded: number }> = {};
+    const out: GemmState = {};
     for (const [k, s] of Object.entries(this.scalers)) out[k] = s.exportState();
     return out;
   }
-  importState(state: Record<string, { history: number[]; recorded: number }>) {
+  importState(state: GemmState) {
     for (const [k, s] of Object.entries(this.scalers)) if (state[k]) s.importState(state[k]);
   }
 }

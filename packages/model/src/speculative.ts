@@ -13,7 +13,13 @@
 //           verification v_j = argmax main logits at position j + 1 (after s_0..s_j, n_j); accepted: v_j = d_j.
 
 import type { SpeculativeModels } from "@octet/mtp";
+import type { TensorHandle } from "./backend/backend.js";
 import type { Transformer } from "./model.js";
+
+/** Inference logits on the host (decoding reads them: outside any training step). */
+function logitsOf(model: Transformer, t: TensorHandle): Float32Array {
+  return model.be.toHost(t) as Float32Array;
+}
 
 function argmaxRow(logits: Float32Array, row: number, V: number): number {
   let best = 0;
@@ -66,7 +72,7 @@ export function measureAcceptance(model: Transformer, tokens: Uint16Array | Int3
     // Pass 1: the main model's next token after every prefix of the window.
     const window = new Int32Array(T); // s_0..s_{L−1}, one padding token
     for (let j = 0; j < L; j++) window[j] = s[j];
-    const p1 = model.predict(window, T).logits; // [T, V]
+    const p1 = logitsOf(model, model.predict(window, T).logits); // [T, V]
     const next = Int32Array.from({ length: L }, (_, j) => argmaxRow(p1, j, V)); // n_j after s_0..s_j
     // Pass 2: prefix j followed by n_j, one sequence per prefix.
     const batch = new Int32Array(L * T); // [L, T]
@@ -74,9 +80,11 @@ export function measureAcceptance(model: Transformer, tokens: Uint16Array | Int3
       for (let i = 0; i <= j; i++) batch[j * T + i] = s[i];
       batch[j * T + j + 1] = next[j];
     }
-    const { logits, draftLogits } = model.predict(batch, T); // [L·T, V], [L·(T−1), V]
+    const pass = model.predict(batch, T);
+    const logits = logitsOf(model, pass.logits); // [L·T, V]
+    const draftLogits = logitsOf(model, pass.draftLogits!); // [L·(T−1), V]
     for (let j = 0; j < L; j++) {
-      const draft = argmaxRow(draftLogits!, j * (T - 1) + j, V);
+      const draft = argmaxRow(draftLogits, j * (T - 1) + j, V);
       const verified = argmaxRow(logits, j * T + j + 1, V);
       drafted++;
       if (draft === verified) accepted++;
@@ -114,7 +122,7 @@ export function speculativeModels(model: Transformer): SpeculativeModels {
     return x;
   };
   return {
-    mainNextToken: (prefix) => argmaxRow(model.predict(padded(prefix), T).logits, prefix.length - 1, V),
-    mtpDraftAfterNext: (prefix, next) => argmaxRow(model.predict(padded(prefix, next), T).draftLogits!, prefix.length - 1, V),
+    mainNextToken: (prefix) => argmaxRow(logitsOf(model, model.predict(padded(prefix), T).logits), prefix.length - 1, V),
+    mtpDraftAfterNext: (prefix, next) => argmaxRow(logitsOf(model, model.predict(padded(prefix, next), T).draftLogits!), prefix.length - 1, V),
   };
 }

@@ -4,7 +4,7 @@
 
 import { type LambdaSchedule, lambdaAt } from "@octet/mtp";
 import { AuxFreeBalancer } from "@octet/router";
-import type { Backend } from "./backend/backend.js";
+import type { Backend, TensorHandle } from "./backend/backend.js";
 import { CpuBackend } from "./backend/cpu.js";
 import { type Config, type RecipeName, mtpLambdaSchedule, validateConfig } from "./config.js";
 import { BatchLoader, type BatchLoaderPosition, type Dataset, evalBatches, syntheticDataset } from "./data/index.js";
@@ -42,7 +42,10 @@ export interface TrainerOptions {
   data?: Dataset;
 }
 
-/** A trainable tensor by name: its live FP32 master weights (copy `data` to keep a snapshot). */
+/**
+ * A trainable tensor by name: its FP32 master weights on the host (the backend's toHost: on the CPU the live
+ * weights themselves, from a device a copy; copy `data` to keep a snapshot).
+ */
 export interface TrainerParameter {
   name: string;
   shape: readonly number[];
@@ -86,7 +89,7 @@ export class Trainer {
 
   /** The trainable parameters in creation order, by name (the names of state export, without its `param/`). */
   parameters(): TrainerParameter[] {
-    return this.model.store.all().map((p) => ({ name: p.name, shape: p.shape, data: p.data }));
+    return this.model.store.all().map((p) => ({ name: p.name, shape: p.shape, data: this.be.toHost(p.value) as Float32Array }));
   }
 
   trainStep(): StepReport {
@@ -95,26 +98,35 @@ export class Trainer {
     this.model.store.zeroGrads();
     const f = this.model.forward(batch.inputs, batch.targets, true);
     const lambda = this.model.mtp ? lambdaAt(this.mtpLambda, this.step) : 0;
-    const loss = f.loss;
-    if (!Number.isFinite(loss) || (this.model.mtp && !Number.isFinite(f.mtpLoss))) throw new Error(`loss is ${loss} (MTP ${f.mtpLoss}) at step ${this.step}`);
     this.model.backward(lambda); // ∇(L_main + λ · (1/D) Σ_k L_k)
-    const gradNorm = clipGradNorm(this.model.store.all(), this.config.train.gradClip, this.be);
+    const norm = clipGradNorm(this.model.store.all(), this.config.train.gradClip, this.be);
+    // The step's one read from the backend: losses, gradient norm and expert loads together.
+    const moes = this.model.moeLayers();
+    const D = f.mtpLosses.length;
+    const values = this.be.read([f.loss, ...f.mtpLosses, ...(f.mtpLoss ? [f.mtpLoss] : []), norm, ...moes.map((m) => m.loads)]);
+    const loss = values[0][0];
+    const mtpLosses = values.slice(1, 1 + D).map((v) => v[0]);
+    const mtpLoss = f.mtpLoss ? values[1 + D][0] : NaN;
+    const gradNorm = values[f.mtpLoss ? 2 + D : 1][0];
+    const loads = values.slice(values.length - moes.length);
+    // Before the update, so a non-finite loss leaves the weights as they were.
+    if (!Number.isFinite(loss) || (this.model.mtp && !Number.isFinite(mtpLoss))) throw new Error(`loss is ${loss} (MTP ${mtpLoss}) at step ${this.step}`);
     const lr = learningRate(this.config.train, this.step);
     this.optimizer.update(lr);
     let maxLoadRatio = 0;
-    for (const moe of this.model.moeLayers()) {
+    moes.forEach((moe, i) => {
       let max = 0;
       let sum = 0;
-      for (const l of moe.lastLoads) {
+      for (const l of loads[i]) {
         max = Math.max(max, l);
         sum += l;
       }
-      maxLoadRatio = Math.max(maxLoadRatio, max / (sum / moe.lastLoads.length));
-      moe.updateBias();
-    }
+      maxLoadRatio = Math.max(maxLoadRatio, max / (sum / loads[i].length));
+      moe.updateBias(loads[i]);
+    });
     this.step++;
     return {
-      step: this.step, loss, mtpLoss: f.mtpLoss, mtpLosses: f.mtpLosses, lambda,
+      step: this.step, loss, mtpLoss, mtpLosses, lambda,
       lr, gradNorm, tokens: batch.inputs.length, ms: performance.now() - t0, maxLoadRatio,
     };
   }
@@ -134,10 +146,11 @@ export class Trainer {
     const T = this.config.model.seqLen;
     for (const b of evalBatches(this.data.val, { batchSize: this.config.train.batchSize, seqLen: T, maxBatches })) {
       const f = this.model.forward(b.inputs, b.targets, false, D > 0);
-      total += f.loss * b.inputs.length;
+      const [[loss], ...mtpLosses] = this.be.read([f.loss, ...f.mtpLosses]);
+      total += loss * b.inputs.length;
       count += b.inputs.length;
       const batch = b.inputs.length / T;
-      f.mtpLosses.forEach((l, k) => { mtpTotal[k] += l * batch * (T - k - 1); });
+      mtpLosses.forEach(([l], k) => { mtpTotal[k] += l * batch * (T - k - 1); });
       mtpRows += batch;
     }
     return { loss: total / count, mtpLosses: mtpTotal.map((s, k) => s / (mtpRows * (T - k - 1))) };
@@ -145,13 +158,14 @@ export class Trainer {
 
   exportState(): TrainingState {
     const tensors = new Map<string, NamedTensor>();
+    const hostOf = (t: TensorHandle) => this.be.toHost(t) as Float32Array | Uint16Array;
     for (const p of this.model.store.all()) {
-      tensors.set(`param/${p.name}`, { dtype: "F32", shape: p.shape, data: p.data });
+      tensors.set(`param/${p.name}`, { dtype: "F32", shape: [...p.shape], data: hostOf(p.value) as Float32Array });
       const m = this.optimizer.m.get(p.name)!;
       const v = this.optimizer.v.get(p.name)!;
-      const dtype = m instanceof Uint16Array ? "BF16" : "F32";
-      tensors.set(`adam.m/${p.name}`, { dtype, shape: p.shape, data: m });
-      tensors.set(`adam.v/${p.name}`, { dtype, shape: p.shape, data: v });
+      const dtype = m.dtype === "BF16" ? "BF16" : "F32";
+      tensors.set(`adam.m/${p.name}`, { dtype, shape: [...p.shape], data: hostOf(m) } as NamedTensor);
+      tensors.set(`adam.v/${p.name}`, { dtype, shape: [...p.shape], data: hostOf(v) } as NamedTensor);
     }
     const balancers: Record<string, { step: number }> = {};
     this.model.moeLayers().forEach((moe, i) => {
@@ -195,10 +209,15 @@ export class Trainer {
     };
     for (const p of this.model.store.all()) {
       const t = get(`param/${p.name}`);
-      if (t.data.length !== p.data.length) throw new RangeError(`importState: ${p.name} has ${t.data.length} elements, want ${p.data.length}`);
-      p.data.set(t.data as Float32Array);
-      this.optimizer.m.get(p.name)!.set(get(`adam.m/${p.name}`).data as Float32Array);
-      this.optimizer.v.get(p.name)!.set(get(`adam.v/${p.name}`).data as Float32Array);
+      const size = p.shape.reduce((a, b) => a * b, 1);
+      if (t.data.length !== size) throw new RangeError(`importState: ${p.name} has ${t.data.length} elements, want ${size}`);
+      this.be.copyFromHost(p.value, t.data);
+      for (const [kind, moments] of [["adam.m", this.optimizer.m], ["adam.v", this.optimizer.v]] as const) {
+        const m = moments.get(p.name)!;
+        const saved = get(`${kind}/${p.name}`);
+        if (saved.dtype !== m.dtype) throw new RangeError(`importState: ${kind}/${p.name} is ${saved.dtype}, this run keeps ${m.dtype} moments (train.bf16Moments)`);
+        this.be.copyFromHost(m, saved.data);
+      }
     }
     this.model.moeLayers().forEach((moe, i) => {
       const bias = get(`router/${i}/bias`).data as Float32Array;

@@ -1,5 +1,6 @@
 // Public surface of @octet/mtp.
-export type { MtpBlock, NamedParam, SeqShape, SharedEmbedding, SharedHead } from "./interfaces.js";
+export type { MtpBlock, MtpKernels, NamedParam, SeqShape, SharedEmbedding, SharedHead } from "./interfaces.js";
+export { cpuMtpKernels } from "./kernels.js";
 export {
   MtpModule,
   MultiTokenPrediction,

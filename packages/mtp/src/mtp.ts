@@ -12,8 +12,10 @@
 // L_k is a mean over the T − k valid positions (the paper divides the sum by T; the difference is a
 // factor (T − k)/T).
 
-import type { MtpBlock, NamedParam, SeqShape, SharedEmbedding, SharedHead } from "./interfaces.js";
-import { RMS_NORM_EPS, linearBackward, linearForward, rmsNormBackward, rmsNormForward, softmaxCrossEntropy, type RmsNormCache } from "./ops.js";
+import type { TensorHandle } from "@octet/numerics";
+import type { MtpBlock, MtpKernels, NamedParam, SeqShape, SharedEmbedding, SharedHead } from "./interfaces.js";
+import { cpuMtpKernels } from "./kernels.js";
+import { RMS_NORM_EPS } from "./ops.js";
 
 /** Seeded N(0, 1) stream (splitmix32 + Box–Muller) for parameter initialization. */
 export function normalStream(seed: number): () => number {
@@ -35,6 +37,8 @@ export function normalStream(seed: number): () => number {
 export interface MtpModuleOptions {
   dim: number;
   block: MtpBlock;
+  /** The kernels and tensors to compute with (default: @octet/mtp's CPU kernels on HostTensors). */
+  kernels?: MtpKernels;
   /** Seeds the projection's initialization. Default 0. */
   seed?: number;
   /** Std of the projection's N(0, std²) init. Default 1/√(2·dim) (fan-in). DeepSeek-V3 uses 0.006. */
@@ -43,11 +47,24 @@ export interface MtpModuleOptions {
 }
 
 interface ModuleCache {
-  rows: number;
-  eNorm: RmsNormCache;
-  hNorm: RmsNormCache;
-  z: Float32Array;
+  emb: TensorHandle;
+  h: TensorHandle;
+  eRstd: TensorHandle;
+  hRstd: TensorHandle;
+  z: TensorHandle;
   blockCache: unknown;
+}
+
+/** Throws a RangeError naming `what` unless t is an F32 tensor [rows, cols]. */
+function checkMatrix(what: string, t: TensorHandle, rows: number, cols: number): void {
+  const ok = t && t.dtype === "F32" && t.shape.length === 2 && t.shape[0] === rows && t.shape[1] === cols;
+  if (!ok) throw new RangeError(`${what} must be an F32 tensor [${rows}, ${cols}], got ${t ? `${t.dtype} [${t.shape.join(", ")}]` : t}`);
+}
+
+/** Throws a RangeError naming `what` unless t is an I32 tensor [n]. */
+function checkTokens(what: string, t: TensorHandle, n: number): void {
+  const ok = t && t.dtype === "I32" && t.shape.length === 1 && t.shape[0] === n;
+  if (!ok) throw new RangeError(`${what} must be an I32 tensor [${n}], got ${t ? `${t.dtype} [${t.shape.join(", ")}]` : t}`);
 }
 
 /** One MTP depth: its two RMSNorm gains, its projection and its block. */
@@ -55,6 +72,7 @@ export class MtpModule {
   readonly dim: number;
   readonly block: MtpBlock;
   readonly eps: number;
+  readonly kernels: MtpKernels;
   /** enorm.weight [d] */
   readonly enorm: NamedParam;
   /** hnorm.weight [d] */
@@ -73,13 +91,14 @@ export class MtpModule {
     this.dim = dim;
     this.block = block;
     this.eps = options.eps ?? RMS_NORM_EPS;
-    const ones = () => new Float32Array(dim).fill(1);
-    this.enorm = { name: "enorm.weight", value: ones(), grad: new Float32Array(dim) };
-    this.hnorm = { name: "hnorm.weight", value: ones(), grad: new Float32Array(dim) };
+    const k = (this.kernels = options.kernels ?? cpuMtpKernels);
+    const ones = () => k.fromHost(new Float32Array(dim).fill(1), [dim]);
+    this.enorm = { name: "enorm.weight", value: ones(), grad: k.zeros([dim]) };
+    this.hnorm = { name: "hnorm.weight", value: ones(), grad: k.zeros([dim]) };
     const w = new Float32Array(dim * 2 * dim);
     const normal = normalStream(options.seed ?? 0);
     for (let i = 0; i < w.length; i++) w[i] = normal() * std;
-    this.ehProj = { name: "eh_proj.weight", value: w, grad: new Float32Array(w.length) };
+    this.ehProj = { name: "eh_proj.weight", value: k.fromHost(w, [dim, 2 * dim]), grad: k.zeros([dim, 2 * dim]) };
   }
 
   /** Own parameters then the block's (prefixed "block."). */
@@ -88,39 +107,28 @@ export class MtpModule {
   }
 
   /** emb, h: [batch·seqLen, d] → h^k: [batch·seqLen, d]. */
-  forward(emb: Float32Array, h: Float32Array, shape: SeqShape): { out: Float32Array; cache: ModuleCache } {
+  forward(emb: TensorHandle, h: TensorHandle, shape: SeqShape): { out: TensorHandle; cache: ModuleCache } {
+    const k = this.kernels;
     const d = this.dim;
     const rows = shape.batch * shape.seqLen;
-    const eNorm = rmsNormForward(emb, this.enorm.value, rows, this.eps);
-    const hNorm = rmsNormForward(h, this.hnorm.value, rows, this.eps);
-    const z = new Float32Array(rows * 2 * d);
-    for (let r = 0; r < rows; r++) {
-      z.set(eNorm.y.subarray(r * d, r * d + d), r * 2 * d);
-      z.set(hNorm.y.subarray(r * d, r * d + d), r * 2 * d + d);
-    }
-    const u = linearForward(z, this.ehProj.value, rows, d, 2 * d);
+    const eNorm = k.rmsnormForward(emb, this.enorm.value, this.eps);
+    const hNorm = k.rmsnormForward(h, this.hnorm.value, this.eps);
+    const z = k.concatColumns(eNorm.y, hNorm.y); // [rows, 2d]
+    const u = k.linearForward(z, this.ehProj.value);
     const { out, cache: blockCache } = this.block.forward(u, shape);
-    if (!(out instanceof Float32Array) || out.length !== rows * d) {
-      throw new RangeError(`MtpModule: block returned ${out?.length} elements, want ${rows * d}`);
-    }
-    return { out, cache: { rows, eNorm: eNorm.cache, hNorm: hNorm.cache, z, blockCache } };
+    checkMatrix("MtpModule: the block's output", out, rows, d);
+    return { out, cache: { emb, h, eRstd: eNorm.rstd, hRstd: hNorm.rstd, z, blockCache } };
   }
 
   /** dOut → { dEmb, dH }; accumulates this module's (and its block's) gradients. */
-  backward(dOut: Float32Array, cache: ModuleCache): { dEmb: Float32Array; dH: Float32Array } {
-    const d = this.dim;
-    const { rows } = cache;
+  backward(dOut: TensorHandle, cache: ModuleCache): { dEmb: TensorHandle; dH: TensorHandle } {
+    const k = this.kernels;
     const du = this.block.backward(dOut, cache.blockCache);
-    const dz = linearBackward(du, cache.z, this.ehProj.value, this.ehProj.grad, rows, d, 2 * d);
-    const dyE = new Float32Array(rows * d);
-    const dyH = new Float32Array(rows * d);
-    for (let r = 0; r < rows; r++) {
-      dyE.set(dz.subarray(r * 2 * d, r * 2 * d + d), r * d);
-      dyH.set(dz.subarray(r * 2 * d + d, r * 2 * d + 2 * d), r * d);
-    }
+    const dz = k.linearBackward(du, cache.z, this.ehProj.value, this.ehProj.grad);
+    const [dyE, dyH] = k.splitColumns(dz, this.dim);
     return {
-      dEmb: rmsNormBackward(dyE, this.enorm.value, this.enorm.grad, cache.eNorm),
-      dH: rmsNormBackward(dyH, this.hnorm.value, this.hnorm.grad, cache.hNorm),
+      dEmb: k.rmsnormBackward(dyE, cache.emb, this.enorm.value, cache.eRstd, this.enorm.grad),
+      dH: k.rmsnormBackward(dyH, cache.h, this.hnorm.value, cache.hRstd, this.hnorm.grad),
     };
   }
 }
@@ -131,27 +139,29 @@ export interface MultiTokenPredictionOptions {
   blocks: MtpBlock[];
   embedding: SharedEmbedding;
   head: SharedHead;
+  /** The kernels and tensors to compute with (default: @octet/mtp's CPU kernels on HostTensors). */
+  kernels?: MtpKernels;
   seed?: number;
   initStd?: number;
   eps?: number;
 }
 
 export interface MtpBatch {
-  /** The main model's last hidden states h^0: [batch·seqLen, dim]. */
-  hidden: Float32Array;
-  /** [batch·seqLen] input tokens x_0..x_{T−1} per sequence. */
-  inputs: Int32Array;
-  /** [batch·seqLen] targets x_1..x_T (inputs shifted by one), as from a BatchLoader. */
-  targets: Int32Array;
+  /** The main model's last hidden states h^0: F32 [batch·seqLen, dim]. */
+  hidden: TensorHandle;
+  /** I32 [batch·seqLen] input tokens x_0..x_{T−1} per sequence. */
+  inputs: TensorHandle;
+  /** I32 [batch·seqLen] targets x_1..x_T (inputs shifted by one), as from a BatchLoader. */
+  targets: TensorHandle;
   batch: number;
   seqLen: number;
 }
 
 export interface MtpForward {
-  /** L_k for k = 1..D. */
-  losses: number[];
-  /** (1/D) Σ_k L_k: the training loss adds λ times this. */
-  loss: number;
+  /** L_k for k = 1..D, each a 1-element tensor (read them with the kernels' read, together with the rest). */
+  losses: TensorHandle[];
+  /** (1/D) Σ_k L_k, a 1-element tensor: the training loss adds λ times this. */
+  loss: TensorHandle;
   /** Positions scored at each depth: batch·(seqLen − k). */
   positions: number[];
   /** Opaque, for backward. */
@@ -160,10 +170,10 @@ export interface MtpForward {
 
 interface DepthCache {
   len: number;
-  embTokens: Int32Array;
+  embTokens: TensorHandle;
   module: ModuleCache;
   head: unknown;
-  dLogits: Float32Array;
+  dLogits: TensorHandle;
 }
 
 export interface MtpCache {
@@ -180,6 +190,7 @@ export class MultiTokenPrediction {
   readonly modules: MtpModule[];
   readonly embedding: SharedEmbedding;
   readonly head: SharedHead;
+  readonly kernels: MtpKernels;
 
   constructor(options: MultiTokenPredictionOptions) {
     const { dim, blocks, embedding, head } = options;
@@ -200,8 +211,9 @@ export class MultiTokenPrediction {
     this.depth = blocks.length;
     this.embedding = embedding;
     this.head = head;
+    this.kernels = options.kernels ?? cpuMtpKernels;
     this.modules = blocks.map(
-      (block, k) => new MtpModule({ dim, block, seed: ((options.seed ?? 0) + 0x632be5ab * (k + 1)) >>> 0, initStd: options.initStd, eps: options.eps }),
+      (block, k) => new MtpModule({ dim, block, kernels: this.kernels, seed: ((options.seed ?? 0) + 0x632be5ab * (k + 1)) >>> 0, initStd: options.initStd, eps: options.eps }),
     );
   }
 
@@ -212,57 +224,45 @@ export class MultiTokenPrediction {
 
   /** Zeroes the gradients of the MTP modules' own parameters (the shared ones belong to the main model). */
   zeroGrad(): void {
-    for (const p of this.params()) p.grad.fill(0);
+    for (const p of this.params()) this.kernels.zero(p.grad);
   }
 
   forward(batch: MtpBatch): MtpForward {
     const { hidden, inputs, targets, batch: B, seqLen: T } = batch;
-    const d = this.dim;
+    const k = this.kernels;
     const D = this.depth;
     if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) throw new RangeError(`MultiTokenPrediction: batch and seqLen must be positive integers, got ${B} and ${T}`);
     if (T <= D) throw new RangeError(`MultiTokenPrediction: seqLen ${T} leaves no position for depth ${D} (need seqLen > D)`);
-    if (!(hidden instanceof Float32Array) || hidden.length !== B * T * d) {
-      throw new RangeError(`MultiTokenPrediction: hidden must be a Float32Array of batch·seqLen·dim = ${B * T * d}, got ${hidden?.length}`);
-    }
-    for (const [name, a] of [["inputs", inputs], ["targets", targets]] as const) {
-      if (!(a instanceof Int32Array) || a.length !== B * T) throw new RangeError(`MultiTokenPrediction: ${name} must be an Int32Array of batch·seqLen = ${B * T}, got ${a?.length}`);
-    }
-    const V = this.head.vocabSize;
+    checkMatrix("MultiTokenPrediction: hidden [batch·seqLen, dim]", hidden, B * T, this.dim);
+    checkTokens("MultiTokenPrediction: inputs [batch·seqLen]", inputs, B * T);
+    checkTokens("MultiTokenPrediction: targets [batch·seqLen]", targets, B * T);
     const depths: DepthCache[] = [];
-    const losses: number[] = [];
+    const losses: TensorHandle[] = [];
     let prev = hidden; // h^{k−1}, rows b·(T−k+1) + i
-    for (let k = 1; k <= D; k++) {
-      const step = this.runDepth(k, prev, inputs, B, T);
-      const { len, rows } = step;
-      const tgt = new Int32Array(rows); // x_{i+k+1} = targets[i + k]
-      for (let b = 0; b < B; b++) for (let i = 0; i < len; i++) tgt[b * len + i] = targets[b * T + i + k];
+    for (let depth = 1; depth <= D; depth++) {
+      const step = this.runDepth(depth, prev, inputs, B, T);
+      const tgt = k.sequenceRows(targets, B, T, depth, step.len); // x_{i+k+1} = targets[i + k]
       // The gradient is of (1/D)·L_k; backward scales it by λ.
-      const { loss, dLogits } = softmaxCrossEntropy(step.logits, tgt, rows, V, 1 / D);
+      const { loss, dLogits } = k.crossEntropy(step.logits, tgt, 1 / D);
       losses.push(loss);
-      depths.push({ len, embTokens: step.embTokens, module: step.module, head: step.head, dLogits });
+      depths.push({ len: step.len, embTokens: step.embTokens, module: step.module, head: step.head, dLogits });
       prev = step.out;
     }
-    const loss = losses.reduce((s, l) => s + l, 0) / D;
-    return { losses, loss, positions: depths.map((c) => B * c.len), cache: { batch: B, seqLen: T, depths, used: false } };
+    return { losses, loss: k.mean(losses), positions: depths.map((c) => B * c.len), cache: { batch: B, seqLen: T, depths, used: false } };
   }
 
   /**
    * Module k on h^{k−1} (rows b·(T−k+1) + i): its first T − k rows per sequence with the embeddings of
    * x_{i+k} = inputs[i + k], then the shared head. Returns h^k, the logits [B·(T−k), V] and the caches.
    */
-  private runDepth(k: number, prev: Float32Array, inputs: Int32Array, B: number, T: number) {
-    const d = this.dim;
-    const len = T - k;
-    const prevLen = T - k + 1;
+  private runDepth(depth: number, prev: TensorHandle, inputs: TensorHandle, B: number, T: number) {
+    const k = this.kernels;
+    const len = T - depth;
     const rows = B * len;
-    const h = new Float32Array(rows * d); // [B·(T−k), d]
-    const embTokens = new Int32Array(rows);
-    for (let b = 0; b < B; b++) {
-      h.set(prev.subarray(b * prevLen * d, (b * prevLen + len) * d), b * len * d);
-      for (let i = 0; i < len; i++) embTokens[b * len + i] = inputs[b * T + i + k];
-    }
+    const h = k.sequenceRows(prev, B, T - depth + 1, 0, len); // [B·(T−k), d]
+    const embTokens = k.sequenceRows(inputs, B, T, depth, len);
     const emb = this.embedding.lookup(embTokens);
-    const { out, cache: module } = this.modules[k - 1].forward(emb, h, { batch: B, seqLen: len });
+    const { out, cache: module } = this.modules[depth - 1].forward(emb, h, { batch: B, seqLen: len });
     const { logits, cache: head } = this.head.forward(out, rows);
     return { len, rows, embTokens, out, module, head, logits };
   }
@@ -272,22 +272,20 @@ export class MultiTokenPrediction {
    * depth) + i predicting x_{i+depth+1} from h^0 up to position i and inputs[i+1..i+depth]. Module 1's
    * argmax is the speculative draft of the token after next. No loss, nothing kept for backward.
    */
-  predict(input: Omit<MtpBatch, "targets">, depth = 1): Float32Array {
+  predict(input: Omit<MtpBatch, "targets">, depth = 1): TensorHandle {
     const { hidden, inputs, batch: B, seqLen: T } = input;
     if (!Number.isInteger(depth) || depth < 1 || depth > this.depth) throw new RangeError(`MultiTokenPrediction.predict: depth must be an integer in 1..${this.depth}, got ${depth}`);
     if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T <= depth) throw new RangeError(`MultiTokenPrediction.predict: need batch ≥ 1 and seqLen > ${depth}, got ${B} and ${T}`);
-    if (!(hidden instanceof Float32Array) || hidden.length !== B * T * this.dim) {
-      throw new RangeError(`MultiTokenPrediction.predict: hidden must be a Float32Array of batch·seqLen·dim = ${B * T * this.dim}, got ${hidden?.length}`);
-    }
-    if (!(inputs instanceof Int32Array) || inputs.length !== B * T) throw new RangeError(`MultiTokenPrediction.predict: inputs must be an Int32Array of batch·seqLen = ${B * T}, got ${inputs?.length}`);
+    checkMatrix("MultiTokenPrediction.predict: hidden [batch·seqLen, dim]", hidden, B * T, this.dim);
+    checkTokens("MultiTokenPrediction.predict: inputs [batch·seqLen]", inputs, B * T);
     let prev = hidden;
-    let logits: Float32Array = new Float32Array(0);
+    let logits: TensorHandle | null = null;
     for (let k = 1; k <= depth; k++) {
       const step = this.runDepth(k, prev, inputs, B, T);
       prev = step.out;
       logits = step.logits;
     }
-    return logits;
+    return logits!;
   }
 
   /**
@@ -295,31 +293,25 @@ export class MultiTokenPrediction {
    * to add to the main model's gradient of its last hidden state; adds into the gradients of the MTP
    * modules, the shared embedding and the shared head. A cache can be used once.
    */
-  backward(cache: MtpCache, weight: number): Float32Array {
+  backward(cache: MtpCache, weight: number): TensorHandle {
     if (!cache || !Array.isArray(cache.depths)) throw new TypeError("MultiTokenPrediction.backward: cache must come from forward()");
     if (cache.used) throw new RangeError("MultiTokenPrediction.backward: this forward's cache was already used");
     if (typeof weight !== "number" || !Number.isFinite(weight)) throw new RangeError(`MultiTokenPrediction.backward: weight must be a finite number, got ${weight}`);
     cache.used = true;
-    const d = this.dim;
+    const k = this.kernels;
     const { batch: B, seqLen: T, depths } = cache;
-    let dNext: Float32Array | null = null; // gradient into h^k from module k+1 (rows b·(T−k−1) + i)
-    for (let k = this.depth; k >= 1; k--) {
-      const c = depths[k - 1];
-      const len = c.len;
-      const dLogits = weight === 1 ? c.dLogits : c.dLogits.map((g) => g * weight);
-      const dOut = this.head.backward(dLogits, c.head);
-      if (dNext) {
-        const nextLen = len - 1;
-        for (let b = 0; b < B; b++) for (let j = 0; j < nextLen * d; j++) dOut[b * len * d + j] += dNext[b * nextLen * d + j];
-      }
-      const { dEmb, dH } = this.modules[k - 1].backward(dOut, c.module);
+    let dNext: TensorHandle | null = null; // gradient into h^k from module k+1 (rows b·(T−k−1) + i)
+    for (let depth = this.depth; depth >= 1; depth--) {
+      const c = depths[depth - 1];
+      if (weight !== 1) k.scale(c.dLogits, weight); // the cache is used once: scaled in place
+      const dOut = this.head.backward(c.dLogits, c.head);
+      // Module k+1 read the first T − k − 1 rows of each sequence of h^k.
+      if (dNext) k.addSequenceRows(dOut, dNext, B, c.len, 0);
+      const { dEmb, dH } = this.modules[depth - 1].backward(dOut, c.module);
       this.embedding.accumulateGrad(c.embTokens, dEmb);
       dNext = dH;
     }
     // dNext covers the first T − 1 rows of h^0 per sequence; the last row gets no MTP gradient.
-    const dHidden = new Float32Array(B * T * d);
-    const len = T - 1;
-    for (let b = 0; b < B; b++) dHidden.set(dNext!.subarray(b * len * d, (b + 1) * len * d), b * T * d);
-    return dHidden;
+    return k.padSequenceRows(dNext!, B, T, 0);
   }
 }

@@ -1,8 +1,11 @@
-// Plain implementations of the shared interfaces: a table embedding and a linear head (optionally
-// with a final RMSNorm). Good for tests and small models; a model may bring its own.
+// Plain implementations of the shared interfaces on the CPU (HostTensors, @octet/mtp's own kernels): a table
+// embedding and a linear head (optionally with a final RMSNorm). Good for tests and small models; a model
+// brings its own on its backend.
 
+import { HostTensor, type TensorHandle } from "@octet/numerics";
 import type { NamedParam, SharedEmbedding, SharedHead } from "./interfaces.js";
-import { RMS_NORM_EPS, linearBackward, linearForward, rmsNormBackward, rmsNormForward, type RmsNormCache } from "./ops.js";
+import { cpuMtpKernels as k } from "./kernels.js";
+import { RMS_NORM_EPS } from "./ops.js";
 
 export class TableEmbedding implements SharedEmbedding {
   readonly weight: NamedParam;
@@ -12,27 +15,39 @@ export class TableEmbedding implements SharedEmbedding {
     }
     const w = weight ?? new Float32Array(vocabSize * dim);
     if (w.length !== vocabSize * dim) throw new RangeError(`TableEmbedding: weight has ${w.length} elements, want ${vocabSize * dim}`);
-    this.weight = { name: "embed.weight", value: w, grad: new Float32Array(w.length) };
+    this.weight = { name: "embed.weight", value: new HostTensor("F32", [vocabSize, dim], w), grad: new HostTensor("F32", [vocabSize, dim]) };
   }
-  private check(tokens: Int32Array): void {
+  private tokens(t: TensorHandle): Int32Array {
+    const h = HostTensor.of(t, "TableEmbedding: tokens");
+    if (h.dtype !== "I32" || h.shape.length !== 1) throw new TypeError(`TableEmbedding: tokens must be an I32 tensor [n], got ${h.dtype} [${h.shape.join(", ")}]`);
+    const tokens = h.data as Int32Array;
     for (let i = 0; i < tokens.length; i++) {
       if (!(tokens[i] >= 0 && tokens[i] < this.vocabSize)) throw new RangeError(`TableEmbedding: token ${tokens[i]} at ${i} is outside [0, ${this.vocabSize})`);
     }
+    return tokens;
   }
-  lookup(tokens: Int32Array): Float32Array {
-    this.check(tokens);
+  lookup(t: TensorHandle): TensorHandle {
+    const tokens = this.tokens(t);
     const d = this.dim;
+    const w = (this.weight.value as HostTensor<"F32">).data;
     const out = new Float32Array(tokens.length * d);
-    for (let i = 0; i < tokens.length; i++) out.set(this.weight.value.subarray(tokens[i] * d, tokens[i] * d + d), i * d);
-    return out;
+    for (let i = 0; i < tokens.length; i++) out.set(w.subarray(tokens[i] * d, tokens[i] * d + d), i * d);
+    return new HostTensor("F32", [tokens.length, d], out);
   }
-  accumulateGrad(tokens: Int32Array, dEmb: Float32Array): void {
-    this.check(tokens);
+  accumulateGrad(t: TensorHandle, dEmb: TensorHandle): void {
+    const tokens = this.tokens(t);
     const d = this.dim;
-    if (dEmb.length !== tokens.length * d) throw new RangeError(`TableEmbedding: dEmb has ${dEmb.length} elements, want ${tokens.length * d}`);
-    const g = this.weight.grad;
-    for (let i = 0; i < tokens.length; i++) for (let j = 0; j < d; j++) g[tokens[i] * d + j] += dEmb[i * d + j];
+    const dE = HostTensor.of(dEmb, "TableEmbedding: dEmb").data as Float32Array;
+    if (dE.length !== tokens.length * d) throw new RangeError(`TableEmbedding: dEmb has ${dE.length} elements, want ${tokens.length * d}`);
+    const g = (this.weight.grad as HostTensor<"F32">).data;
+    for (let i = 0; i < tokens.length; i++) for (let j = 0; j < d; j++) g[tokens[i] * d + j] += dE[i * d + j];
   }
+}
+
+interface HeadCache {
+  h: TensorHandle;
+  x: TensorHandle;
+  rstd: TensorHandle | null;
 }
 
 /** logits = RMSNorm(h) · Wᵀ (or h · Wᵀ with finalNorm false), W: [vocab, dim]. */
@@ -45,26 +60,27 @@ export class LinearHead implements SharedHead {
     }
     const w = options.weight ?? new Float32Array(vocabSize * dim);
     if (w.length !== vocabSize * dim) throw new RangeError(`LinearHead: weight has ${w.length} elements, want ${vocabSize * dim}`);
-    this.weight = { name: "lm_head.weight", value: w, grad: new Float32Array(w.length) };
-    this.norm = options.finalNorm === false ? null : { name: "norm.weight", value: new Float32Array(dim).fill(1), grad: new Float32Array(dim) };
+    this.weight = { name: "lm_head.weight", value: new HostTensor("F32", [vocabSize, dim], w), grad: new HostTensor("F32", [vocabSize, dim]) };
+    this.norm = options.finalNorm === false
+      ? null
+      : { name: "norm.weight", value: new HostTensor("F32", [dim], new Float32Array(dim).fill(1)), grad: new HostTensor("F32", [dim]) };
   }
   params(): NamedParam[] {
     return this.norm ? [this.norm, this.weight] : [this.weight];
   }
-  forward(h: Float32Array, rows: number): { logits: Float32Array; cache: unknown } {
-    if (h.length !== rows * this.dim) throw new RangeError(`LinearHead: h has ${h.length} elements, want rows·dim = ${rows * this.dim}`);
-    let x = h;
-    let normCache: RmsNormCache | null = null;
-    if (this.norm) {
-      const r = rmsNormForward(h, this.norm.value, rows, RMS_NORM_EPS);
-      x = r.y;
-      normCache = r.cache;
+  forward(h: TensorHandle, rows: number): { logits: TensorHandle; cache: unknown } {
+    if (h.shape.length !== 2 || h.shape[0] !== rows || h.shape[1] !== this.dim) {
+      throw new RangeError(`LinearHead: h is [${h.shape.join(", ")}], want [rows, dim] = [${rows}, ${this.dim}]`);
     }
-    return { logits: linearForward(x, this.weight.value, rows, this.vocabSize, this.dim), cache: { x, rows, normCache } };
+    let x = h;
+    let rstd: TensorHandle | null = null;
+    if (this.norm) ({ y: x, rstd } = k.rmsnormForward(h, this.norm.value, RMS_NORM_EPS));
+    const cache: HeadCache = { h, x, rstd };
+    return { logits: k.linearForward(x, this.weight.value), cache };
   }
-  backward(dLogits: Float32Array, cache: unknown): Float32Array {
-    const { x, rows, normCache } = cache as { x: Float32Array; rows: number; normCache: RmsNormCache | null };
-    const dx = linearBackward(dLogits, x, this.weight.value, this.weight.grad, rows, this.vocabSize, this.dim);
-    return this.norm && normCache ? rmsNormBackward(dx, this.norm.value, this.norm.grad, normCache) : dx;
+  backward(dLogits: TensorHandle, cache: unknown): TensorHandle {
+    const { h, x, rstd } = cache as HeadCache;
+    const dx = k.linearBackward(dLogits, x, this.weight.value, this.weight.grad);
+    return this.norm && rstd ? k.rmsnormBackward(dx, h, this.norm.value, rstd, this.norm.grad) : dx;
   }
 }

@@ -2,11 +2,11 @@
 // (MLA). Projections are Linears (through the recipe); the attention itself (QKᵀ, softmax, PV) runs in FP32
 // on the backend, as DeepSeek-V3 keeps attention in higher precision.
 
-import type { AttentionShape, Backend } from "../backend/backend.js";
+import type { AttentionShape, Backend, TensorHandle } from "../backend/backend.js";
 import type { ModelConfig } from "../config.js";
 import type { ParameterStore } from "../params.js";
 import type { Precision } from "../precision.js";
-import { Linear } from "./linear.js";
+import { Linear, type LinearState } from "./linear.js";
 import { RMSNorm } from "./rmsnorm.js";
 
 export interface AttentionLayer {
@@ -14,11 +14,11 @@ export interface AttentionLayer {
    * xn [B·T, C] → y [B·T, C], T = seqLen (the config's by default; an MTP block at depth k runs on
    * T − k positions); with save false, provideInput(xn) must come before backward.
    */
-  forward(xn: Float32Array, batch: number, save: boolean, seqLen?: number): Float32Array;
-  provideInput(xn: Float32Array): void;
-  backward(dy: Float32Array): Float32Array;
+  forward(xn: TensorHandle, batch: number, save: boolean, seqLen?: number): TensorHandle;
+  provideInput(xn: TensorHandle): void;
+  backward(dy: TensorHandle): TensorHandle;
   readonly canRecompute: boolean;
-  linears(): Linear[];
+  linears(): LinearState[];
 }
 
 interface Dims {
@@ -34,9 +34,10 @@ export class MultiHeadAttention implements AttentionLayer {
   private readonly wv: Linear;
   private readonly wo: Linear;
   private readonly headDim: number;
-  private saved: { q: Float32Array; k: Float32Array; v: Float32Array; probs: Float32Array; shape: AttentionShape; dims: Dims } | null = null;
+  private readonly be: Backend;
+  private saved: { q: TensorHandle; k: TensorHandle; v: TensorHandle; attn: TensorHandle; shape: AttentionShape; dims: Dims } | null = null;
 
-  constructor(store: ParameterStore, name: string, private readonly cfg: ModelConfig, precision: Precision, outStd: number, private readonly be: Backend) {
+  constructor(store: ParameterStore, name: string, private readonly cfg: ModelConfig, precision: Precision, outStd: number) {
     if (cfg.attention.kind !== "mha") throw new Error("MultiHeadAttention needs attention.kind mha");
     this.headDim = cfg.attention.headDim;
     const C = cfg.dModel;
@@ -45,49 +46,49 @@ export class MultiHeadAttention implements AttentionLayer {
     this.wk = new Linear(store, `${name}.wk`, C, HD, precision, cfg.initStd);
     this.wv = new Linear(store, `${name}.wv`, C, HD, precision, cfg.initStd);
     this.wo = new Linear(store, `${name}.wo`, HD, C, precision, outStd);
+    this.be = store.be;
   }
 
   get canRecompute(): boolean {
     return this.wq.canRecompute;
   }
 
-  forward(xn: Float32Array, batch: number, save: boolean, T = this.cfg.seqLen): Float32Array {
+  forward(xn: TensorHandle, batch: number, save: boolean, T = this.cfg.seqLen): TensorHandle {
     const { nHeads: H, ropeTheta } = this.cfg;
     const D = this.headDim;
     const N = batch * T;
-    const q = this.wq.forward(xn, N, save); // [B·T, H, D]
-    const k = this.wk.forward(xn, N, save); // [B·T, H, D]
-    const v = this.wv.forward(xn, N, save); // [B·T, H, D]
-    this.be.rope(q, N, T, H, D, 0, D, ropeTheta, false);
-    this.be.rope(k, N, T, H, D, 0, D, ropeTheta, false);
+    const q = this.wq.forward(xn, save); // [B·T, H·D]
+    const k = this.wk.forward(xn, save); // [B·T, H·D]
+    const v = this.wv.forward(xn, save); // [B·T, H·D]
+    this.be.rope(q, T, H, D, 0, D, ropeTheta, false);
+    this.be.rope(k, T, H, D, 0, D, ropeTheta, false);
     const shape: AttentionShape = { batch, seqLen: T, heads: H, qkDim: D, vDim: D, scale: 1 / Math.sqrt(D) };
-    const { out, probs } = this.be.attentionForward(q, k, v, shape); // [B·T, H·D]
-    this.saved = { q, k, v, probs, shape, dims: { batch, seqLen: T, tokens: N } };
-    return this.wo.forward(out, N);
+    const { out, saved } = this.be.attentionForward(q, k, v, shape); // [B·T, H·D]
+    this.saved = { q, k, v, attn: saved, shape, dims: { batch, seqLen: T, tokens: N } };
+    return this.wo.forward(out);
   }
 
-  provideInput(xn: Float32Array): void {
-    const N = this.saved!.dims.tokens;
-    for (const l of [this.wq, this.wk, this.wv]) l.provideInput(xn, N);
+  provideInput(xn: TensorHandle): void {
+    for (const l of [this.wq, this.wk, this.wv]) l.provideInput(xn);
   }
 
-  backward(dy: Float32Array): Float32Array {
-    const { q, k, v, probs, shape, dims } = this.saved!;
+  backward(dy: TensorHandle): TensorHandle {
+    const { q, k, v, attn, shape, dims } = this.saved!;
     this.saved = null;
     const { nHeads: H, ropeTheta } = this.cfg;
     const D = this.headDim;
-    const { tokens: N, seqLen: T } = dims;
-    const dOut = this.wo.backward(dy, N); // [B·T, H·D]
-    const { dq, dk, dv } = this.be.attentionBackward(dOut, q, k, v, probs, shape);
-    this.be.rope(dq, N, T, H, D, 0, D, ropeTheta, true); // a rotation's transpose is its inverse
-    this.be.rope(dk, N, T, H, D, 0, D, ropeTheta, true);
-    const dxn = this.wq.backward(dq, N);
-    this.be.addInPlace(dxn, this.wk.backward(dk, N));
-    this.be.addInPlace(dxn, this.wv.backward(dv, N));
+    const T = dims.seqLen;
+    const dOut = this.wo.backward(dy); // [B·T, H·D]
+    const { dq, dk, dv } = this.be.attentionBackward(dOut, q, k, v, attn, shape);
+    this.be.rope(dq, T, H, D, 0, D, ropeTheta, true); // a rotation's transpose is its inverse
+    this.be.rope(dk, T, H, D, 0, D, ropeTheta, true);
+    const dxn = this.wq.backward(dq);
+    this.be.addInPlace(dxn, this.wk.backward(dk));
+    this.be.addInPlace(dxn, this.wv.backward(dv));
     return dxn;
   }
 
-  linears(): Linear[] {
+  linears(): LinearState[] {
     return [this.wq, this.wk, this.wv, this.wo];
   }
 }
@@ -115,18 +116,17 @@ export class MultiHeadLatentAttention implements AttentionLayer {
   private readonly dv: number;
   private readonly qr: number;
   private readonly kvr: number;
+  private readonly be: Backend;
   private saved: {
     dims: Dims;
     shape: AttentionShape;
-    probs: Float32Array;
-    cq: Float32Array | null; // [N, qr] latent before its norm (input of qNorm)
-    ckv: Float32Array; // [N, kvr]
-    kr: Float32Array; // [N, dr] after RoPE
-    qkv: { q: Float32Array; k: Float32Array; v: Float32Array } | null; // dropped under recompute.mlaUp
-    xn: Float32Array | null;
+    attn: TensorHandle; // what the attention backward needs besides q, k, v
+    kr: TensorHandle; // [N, dr] after RoPE
+    qkv: { q: TensorHandle; k: TensorHandle; v: TensorHandle } | null; // dropped under recompute.mlaUp
+    xn: TensorHandle | null;
   } | null = null;
 
-  constructor(store: ParameterStore, name: string, private readonly cfg: ModelConfig, precision: Precision, outStd: number, private readonly be: Backend) {
+  constructor(store: ParameterStore, name: string, private readonly cfg: ModelConfig, precision: Precision, outStd: number) {
     const a = cfg.attention;
     if (a.kind !== "mla") throw new Error("MultiHeadLatentAttention needs attention.kind mla");
     const C = cfg.dModel;
@@ -136,10 +136,11 @@ export class MultiHeadLatentAttention implements AttentionLayer {
     this.dv = a.vHeadDim;
     this.qr = a.qLoraRank;
     this.kvr = a.kvLoraRank;
+    this.be = store.be;
     const std = cfg.initStd;
     if (this.qr > 0) {
       this.wqA = new Linear(store, `${name}.wq_a`, C, this.qr, precision, std);
-      this.qNorm = new RMSNorm(store, `${name}.q_norm`, this.qr, cfg.normEps, be);
+      this.qNorm = new RMSNorm(store, `${name}.q_norm`, this.qr, cfg.normEps);
       this.wqB = new Linear(store, `${name}.wq_b`, this.qr, H * (this.dn + this.dr), precision, std);
     } else {
       this.wqA = null;
@@ -147,7 +148,7 @@ export class MultiHeadLatentAttention implements AttentionLayer {
       this.wqB = new Linear(store, `${name}.wq`, C, H * (this.dn + this.dr), precision, std);
     }
     this.wkvA = new Linear(store, `${name}.wkv_a`, C, this.kvr + this.dr, precision, std);
-    this.kvNorm = new RMSNorm(store, `${name}.kv_norm`, this.kvr, cfg.normEps, be);
+    this.kvNorm = new RMSNorm(store, `${name}.kv_norm`, this.kvr, cfg.normEps);
     this.wkvB = new Linear(store, `${name}.wkv_b`, this.kvr, H * (this.dn + this.dv), precision, std);
     this.wo = new Linear(store, `${name}.wo`, H * this.dv, C, precision, outStd);
   }
@@ -160,110 +161,76 @@ export class MultiHeadLatentAttention implements AttentionLayer {
     return this.cfg.recompute.mlaUp && this.wqB.canRecompute;
   }
 
-  /** Up-project the latents into per-head q [N, H, dn+dr], k [N, H, dn+dr], v [N, H, dv]. */
-  private upProject(cqn: Float32Array, ckvn: Float32Array, kr: Float32Array, N: number, T: number, save: boolean) {
+  /** Up-project the latents into per-head q [N, H·(dn+dr)], k [N, H·(dn+dr)], v [N, H·dv]. */
+  private upProject(cqn: TensorHandle, ckvn: TensorHandle, kr: TensorHandle, T: number, save: boolean) {
     const { nHeads: H, ropeTheta } = this.cfg;
     const { dn, dr, dv } = this;
-    const dqk = dn + dr;
-    const q = this.wqB.forward(cqn, N, save); // [N, H, dn+dr]
-    this.be.rope(q, N, T, H, dqk, dn, dr, ropeTheta, false);
-    const kv = this.wkvB.forward(ckvn, N, save); // [N, H, dn+dv]
-    const k = new Float32Array(N * H * dqk); // [N, H, dn+dr]
-    const v = new Float32Array(N * H * dv); // [N, H, dv]
-    for (let t = 0; t < N; t++) {
-      for (let h = 0; h < H; h++) {
-        const src = (t * H + h) * (dn + dv);
-        const dst = (t * H + h) * dqk;
-        k.set(kv.subarray(src, src + dn), dst);
-        k.set(kr.subarray(t * dr, t * dr + dr), dst + dn);
-        v.set(kv.subarray(src + dn, src + dn + dv), (t * H + h) * dv);
-      }
-    }
+    const q = this.wqB.forward(cqn, save); // [N, H·(dn+dr)]
+    this.be.rope(q, T, H, dn + dr, dn, dr, ropeTheta, false);
+    const kv = this.wkvB.forward(ckvn, save); // [N, H·(dn+dv)]
+    const { k, v } = this.be.mlaHeads(kv, kr, H, dn, dv); // per head [k_nope | k_r], v
     return { q, k, v };
   }
 
-  forward(xn: Float32Array, batch: number, save: boolean, T = this.cfg.seqLen): Float32Array {
+  forward(xn: TensorHandle, batch: number, save: boolean, T = this.cfg.seqLen): TensorHandle {
     const { nHeads: H, ropeTheta } = this.cfg;
     const { dn, dr, dv, kvr } = this;
     const N = batch * T;
-    let cq: Float32Array | null = null;
-    let cqn: Float32Array;
+    let cqn: TensorHandle;
     if (this.wqA) {
-      cq = this.wqA.forward(xn, N, save); // [N, qr]
-      cqn = this.qNorm!.forward(cq, N); // [N, qr]
+      const cq = this.wqA.forward(xn, save); // [N, qr]
+      cqn = this.qNorm!.forward(cq); // [N, qr]
     } else {
       cqn = xn;
     }
-    const ckvFull = this.wkvA.forward(xn, N, save); // [N, kvr + dr]
-    const ckv = new Float32Array(N * kvr); // [N, kvr]
-    const kr = new Float32Array(N * dr); // [N, dr]
-    for (let t = 0; t < N; t++) {
-      ckv.set(ckvFull.subarray(t * (kvr + dr), t * (kvr + dr) + kvr), t * kvr);
-      kr.set(ckvFull.subarray(t * (kvr + dr) + kvr, (t + 1) * (kvr + dr)), t * dr);
-    }
-    this.be.rope(kr, N, T, 1, dr, 0, dr, ropeTheta, false);
-    const ckvn = this.kvNorm.forward(ckv, N); // [N, kvr]
+    const ckvFull = this.wkvA.forward(xn, save); // [N, kvr + dr]
+    const [ckv, kr] = this.be.splitColumns(ckvFull, kvr); // [N, kvr], [N, dr]
+    this.be.rope(kr, T, 1, dr, 0, dr, ropeTheta, false);
+    const ckvn = this.kvNorm.forward(ckv); // [N, kvr]
     const recompute = this.recomputeUp;
-    const { q, k, v } = this.upProject(cqn, ckvn, kr, N, T, !recompute);
+    const { q, k, v } = this.upProject(cqn, ckvn, kr, T, !recompute);
     const shape: AttentionShape = { batch, seqLen: T, heads: H, qkDim: dn + dr, vDim: dv, scale: 1 / Math.sqrt(dn + dr) };
-    const { out, probs } = this.be.attentionForward(q, k, v, shape); // [N, H·dv]
-    this.saved = { dims: { batch, seqLen: T, tokens: N }, shape, probs, cq, ckv, kr, qkv: recompute ? null : { q, k, v }, xn: this.wqA ? null : xn };
-    return this.wo.forward(out, N);
+    const { out, saved } = this.be.attentionForward(q, k, v, shape); // [N, H·dv]
+    this.saved = { dims: { batch, seqLen: T, tokens: N }, shape, attn: saved, kr, qkv: recompute ? null : { q, k, v }, xn: this.wqA ? null : xn };
+    return this.wo.forward(out);
   }
 
-  provideInput(xn: Float32Array): void {
-    const N = this.saved!.dims.tokens;
-    this.wqA?.provideInput(xn, N);
-    this.wkvA.provideInput(xn, N);
+  provideInput(xn: TensorHandle): void {
+    this.wqA?.provideInput(xn);
+    this.wkvA.provideInput(xn);
     if (!this.wqA) this.saved!.xn = xn;
   }
 
-  backward(dy: Float32Array): Float32Array {
+  backward(dy: TensorHandle): TensorHandle {
     const s = this.saved!;
     this.saved = null;
     const { nHeads: H, ropeTheta } = this.cfg;
-    const { dn, dr, dv, kvr } = this;
-    const dqk = dn + dr;
-    const { tokens: N, seqLen: T } = s.dims;
-    const dOut = this.wo.backward(dy, N); // [N, H·dv]
+    const { dn, dr } = this;
+    const T = s.dims.seqLen;
+    const dOut = this.wo.backward(dy); // [N, H·dv]
     // The up-projections' inputs (normalized latents) are recomputed from the kept latents.
-    const qkv = s.qkv ?? this.upProject(this.qNorm ? this.qNorm.recompute() : s.xn!, this.kvNorm.recompute(), s.kr, N, T, true);
-    const { dq, dk, dv: dV } = this.be.attentionBackward(dOut, qkv.q, qkv.k, qkv.v, s.probs, s.shape);
+    const qkv = s.qkv ?? this.upProject(this.qNorm ? this.qNorm.recompute() : s.xn!, this.kvNorm.recompute(), s.kr, T, true);
+    const { dq, dk, dv: dV } = this.be.attentionBackward(dOut, qkv.q, qkv.k, qkv.v, s.attn, s.shape);
     // q: undo RoPE on the rope part, then through W_uq and the q norm.
-    this.be.rope(dq, N, T, H, dqk, dn, dr, ropeTheta, true);
-    let dxn: Float32Array;
+    this.be.rope(dq, T, H, dn + dr, dn, dr, ropeTheta, true);
+    let dxn: TensorHandle;
     if (this.wqA) {
-      const dcqn = this.wqB.backward(dq, N); // [N, qr]
+      const dcqn = this.wqB.backward(dq); // [N, qr]
       const dcq = this.qNorm!.backward(dcqn);
-      dxn = this.wqA.backward(dcq, N); // [N, C]
+      dxn = this.wqA.backward(dcq); // [N, C]
     } else {
-      dxn = this.wqB.backward(dq, N);
+      dxn = this.wqB.backward(dq);
     }
-    // k, v: gather per-head [dk_nope | dv] for W_ukv; the shared rope key sums over heads.
-    const dkv = new Float32Array(N * H * (dn + dv)); // [N, H, dn+dv]
-    const dkr = new Float32Array(N * dr); // [N, dr]
-    for (let t = 0; t < N; t++) {
-      for (let h = 0; h < H; h++) {
-        const src = (t * H + h) * dqk;
-        const dst = (t * H + h) * (dn + dv);
-        dkv.set(dk.subarray(src, src + dn), dst);
-        dkv.set(dV.subarray((t * H + h) * dv, (t * H + h + 1) * dv), dst + dn);
-        for (let i = 0; i < dr; i++) dkr[t * dr + i] += dk[src + dn + i];
-      }
-    }
-    this.be.rope(dkr, N, T, 1, dr, 0, dr, ropeTheta, true);
-    const dckvn = this.wkvB.backward(dkv, N); // [N, kvr]
+    // k, v: per-head [dk_nope | dv] for W_ukv; the shared rope key sums over heads.
+    const { dkv, dkr } = this.be.mlaHeadsBackward(dk, dV, H, dn, dr); // [N, H·(dn+dv)], [N, dr]
+    this.be.rope(dkr, T, 1, dr, 0, dr, ropeTheta, true);
+    const dckvn = this.wkvB.backward(dkv); // [N, kvr]
     const dckv = this.kvNorm.backward(dckvn); // [N, kvr]
-    const dckvFull = new Float32Array(N * (kvr + dr)); // [N, kvr + dr]
-    for (let t = 0; t < N; t++) {
-      dckvFull.set(dckv.subarray(t * kvr, (t + 1) * kvr), t * (kvr + dr));
-      dckvFull.set(dkr.subarray(t * dr, (t + 1) * dr), t * (kvr + dr) + kvr);
-    }
-    this.be.addInPlace(dxn, this.wkvA.backward(dckvFull, N));
+    this.be.addInPlace(dxn, this.wkvA.backward(this.be.concatColumns(dckv, dkr))); // [N, kvr + dr]
     return dxn;
   }
 
-  linears(): Linear[] {
+  linears(): LinearState[] {
     return [...(this.wqA ? [this.wqA] : []), this.wqB, this.wkvA, this.wkvB, this.wo];
   }
 }

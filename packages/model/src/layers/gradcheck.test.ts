@@ -3,11 +3,12 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import type { TensorHandle } from "../backend/backend.js";
 import { CpuBackend } from "../backend/cpu.js";
 import { type ModelConfig, presetConfig } from "../config.js";
 import { ParameterStore } from "../params.js";
 import { makePrecision } from "../precision.js";
-import { Rng, numericalGrad, project, randn, relError } from "../testing/gradcheck.js";
+import { Rng, host, numericalGrad, project, randn, relError, tensor } from "../testing/gradcheck.js";
 import { MultiHeadAttention, MultiHeadLatentAttention, type AttentionLayer } from "./attention.js";
 import { SwiGLU } from "./ffn.js";
 import { Linear } from "./linear.js";
@@ -27,11 +28,12 @@ test("kernel: rmsnorm", () => {
   const x = randn(R * C, rng);
   const w = randn(C, rng);
   const r = randn(R * C, rng);
-  const L = () => project(be.rmsnormForward(x, w, R, C, 1e-6).y, r);
-  const { rstd } = be.rmsnormForward(x, w, R, C, 1e-6);
+  const [xt, wt, rt] = [tensor(x, [R, C]), tensor(w, [C]), tensor(r, [R, C])];
+  const L = () => project(host(be.rmsnormForward(xt, wt, 1e-6).y), r);
+  const { rstd } = be.rmsnormForward(xt, wt, 1e-6);
   const dw = new Float32Array(C);
-  const dx = be.rmsnormBackward(r, x, w, rstd, R, C, dw);
-  check("dx", dx, L, x);
+  const dx = be.rmsnormBackward(rt, xt, wt, rstd, tensor(dw, [C]));
+  check("dx", host(dx), L, x);
   check("dweight", dw, L, w);
 });
 
@@ -40,15 +42,17 @@ test("kernel: swiglu, cross-entropy, rope", () => {
   const g = randn(40, rng);
   const u = randn(40, rng);
   const r = randn(40, rng);
-  const { dGate, dUp } = be.swigluBackward(r, g, u);
-  check("dgate", dGate, () => project(be.swigluForward(g, u), r), g);
-  check("dup", dUp, () => project(be.swigluForward(g, u), r), u);
+  const [gt, ut] = [tensor(g, [40]), tensor(u, [40])];
+  const { dGate, dUp } = be.swigluBackward(tensor(r, [40]), gt, ut);
+  check("dgate", host(dGate), () => project(host(be.swigluForward(gt, ut)), r), g);
+  check("dup", host(dUp), () => project(host(be.swigluForward(gt, ut)), r), u);
 
   const [R, V] = [6, 9];
   const logits = randn(R * V, rng);
-  const targets = Int32Array.from({ length: R }, (_, i) => (i * 5) % V);
-  const { dLogits } = be.crossEntropy(logits, targets, R, V, true);
-  check("dlogits", dLogits!, () => be.crossEntropy(logits, targets, R, V, false).loss, logits);
+  const targets = be.fromHost(Int32Array.from({ length: R }, (_, i) => (i * 5) % V), [R]);
+  const lt = tensor(logits, [R, V]);
+  const { dLogits } = be.crossEntropy(lt, targets, true);
+  check("dlogits", host(dLogits!), () => be.read([be.crossEntropy(lt, targets, false).loss])[0][0], logits);
 
   // RoPE is linear: its backward is the inverse rotation applied to the upstream gradient.
   const [N, T, H, stride, off, dim] = [8, 4, 2, 10, 2, 6];
@@ -56,11 +60,11 @@ test("kernel: swiglu, cross-entropy, rope", () => {
   const ry = randn(N * H * stride, rng);
   const L = () => {
     const y = Float32Array.from(x);
-    be.rope(y, N, T, H, stride, off, dim, 10000, false);
+    be.rope(tensor(y, [N, H * stride]), T, H, stride, off, dim, 10000, false);
     return project(y, ry);
   };
   const dx = Float32Array.from(ry);
-  be.rope(dx, N, T, H, stride, off, dim, 10000, true);
+  be.rope(tensor(dx, [N, H * stride]), T, H, stride, off, dim, 10000, true);
   check("rope dx", dx, L, x);
 });
 
@@ -72,30 +76,32 @@ test("kernel: causal attention", () => {
   const k = randn(N * s.heads * s.qkDim, rng);
   const v = randn(N * s.heads * s.vDim, rng);
   const r = randn(N * s.heads * s.vDim, rng);
-  const L = () => project(be.attentionForward(q, k, v, s).out, r);
-  const { probs } = be.attentionForward(q, k, v, s);
-  const { dq, dk, dv } = be.attentionBackward(r, q, k, v, probs, s);
-  check("dq", dq, L, q);
-  check("dk", dk, L, k);
-  check("dv", dv, L, v);
+  const [qt, kt, vt] = [tensor(q, [N, s.heads * s.qkDim]), tensor(k, [N, s.heads * s.qkDim]), tensor(v, [N, s.heads * s.vDim])];
+  const L = () => project(host(be.attentionForward(qt, kt, vt, s).out), r);
+  const { saved } = be.attentionForward(qt, kt, vt, s);
+  const { dq, dk, dv } = be.attentionBackward(tensor(r, [N, s.heads * s.vDim]), qt, kt, vt, saved, s);
+  check("dq", host(dq), L, q);
+  check("dk", host(dk), L, k);
+  check("dv", host(dv), L, v);
   // Causality: the first token's output does not depend on later keys.
-  const out1 = be.attentionForward(q, k, v, s).out.slice(0, s.heads * s.vDim);
+  const out1 = host(be.attentionForward(qt, kt, vt, s).out).slice(0, s.heads * s.vDim);
   k[(1 * s.heads) * s.qkDim] += 5;
-  assert.deepEqual(be.attentionForward(q, k, v, s).out.slice(0, s.heads * s.vDim), out1);
+  assert.deepEqual(host(be.attentionForward(qt, kt, vt, s).out).slice(0, s.heads * s.vDim), out1);
 });
 
 test("layer: Linear (fp32 recipe) dx and dW", () => {
   const rng = Rng.fromU32Seed(4);
-  const store = new ParameterStore(rng);
+  const store = new ParameterStore(rng, be);
   const lin = new Linear(store, "l", 7, 5, makePrecision("fp32", be), 0.5);
   const T = 6;
   const x = randn(T * 7, rng);
   const r = randn(T * 5, rng);
-  lin.forward(x, T);
-  const dx = lin.backward(r, T);
-  const L = () => project(lin.forward(x, T), r);
-  check("dx", dx, L, x);
-  check("dW", lin.weight.grad, L, lin.weight.data);
+  const xt = tensor(x, [T, 7]);
+  lin.forward(xt);
+  const dx = lin.backward(tensor(r, [T, 5]));
+  const L = () => project(host(lin.forward(xt)), r);
+  check("dx", host(dx), L, x);
+  check("dW", host(lin.weight.grad), L, host(lin.weight.value));
 });
 
 function microModel(over: Partial<ModelConfig> = {}): ModelConfig {
@@ -111,19 +117,20 @@ function microModel(over: Partial<ModelConfig> = {}): ModelConfig {
 }
 
 function checkLayer(name: string, build: (store: ParameterStore) => {
-  forward: (x: Float32Array, save: boolean) => Float32Array; backward: (dy: Float32Array) => Float32Array; provideInput?: (x: Float32Array) => void;
+  forward: (x: TensorHandle, save: boolean) => TensorHandle; backward: (dy: TensorHandle) => TensorHandle; provideInput?: (x: TensorHandle) => void;
 }, inDim: number, outDim: number, tokens: number, recompute: boolean, paramsToCheck: string[], h = 1e-2) {
   const rng = Rng.fromU32Seed(5);
-  const store = new ParameterStore(rng);
+  const store = new ParameterStore(rng, be);
   const layer = build(store);
   const x = randn(tokens * inDim, rng);
   const r = randn(tokens * outDim, rng);
-  layer.forward(x, !recompute);
-  if (recompute) layer.provideInput!(x);
-  const dx = layer.backward(r);
-  const L = () => project(layer.forward(x, true), r);
-  check(`${name} dx`, dx, L, x, h);
-  for (const p of paramsToCheck) check(`${name} d${p}`, store.get(p).grad, L, store.get(p).data, h, 60);
+  const xt = tensor(x, [tokens, inDim]);
+  layer.forward(xt, !recompute);
+  if (recompute) layer.provideInput!(xt);
+  const dx = layer.backward(tensor(r, [tokens, outDim]));
+  const L = () => project(host(layer.forward(xt, true)), r);
+  check(`${name} dx`, host(dx), L, x, h);
+  for (const p of paramsToCheck) check(`${name} d${p}`, host(store.get(p).grad), L, host(store.get(p).value), h, 60);
 }
 
 for (const recompute of [false, true]) {
@@ -131,7 +138,7 @@ for (const recompute of [false, true]) {
     const cfg = microModel({ attention: { kind: "mha", headDim: 4 } });
     let layer!: AttentionLayer;
     checkLayer("mha", (store) => {
-      layer = new MultiHeadAttention(store, "a", cfg, makePrecision("fp32", be), 0.3, be);
+      layer = new MultiHeadAttention(store, "a", cfg, makePrecision("fp32", be), 0.3);
       return { forward: (x, save) => layer.forward(x, 2, save), backward: (dy) => layer.backward(dy), provideInput: (x) => layer.provideInput(x) };
     }, 16, 16, 8, recompute, ["a.wq.weight", "a.wk.weight", "a.wv.weight", "a.wo.weight"]);
   });
@@ -146,7 +153,7 @@ for (const recompute of [false, true]) {
       let layer!: AttentionLayer;
       const params = qLoraRank ? ["a.wq_a.weight", "a.q_norm.weight", "a.wq_b.weight"] : ["a.wq.weight"];
       checkLayer(`mla q${qLoraRank}`, (store) => {
-        layer = new MultiHeadLatentAttention(store, "a", cfg, makePrecision("fp32", be), 0.3, be);
+        layer = new MultiHeadLatentAttention(store, "a", cfg, makePrecision("fp32", be), 0.3);
         return { forward: (x, save) => layer.forward(x, 2, save), backward: (dy) => layer.backward(dy), provideInput: (x) => layer.provideInput(x) };
       }, 16, 16, 8, recompute, [...params, "a.wkv_a.weight", "a.kv_norm.weight", "a.wkv_b.weight", "a.wo.weight"]);
     }
@@ -155,8 +162,8 @@ for (const recompute of [false, true]) {
 
 test("layer: SwiGLU FFN", () => {
   checkLayer("ffn", (store) => {
-    const f = new SwiGLU(store, "f", 8, 10, makePrecision("fp32", be), 0.4, 0.4, be);
-    return { forward: (x, save) => f.forward(x, 6, save), backward: (dy) => f.backward(dy), provideInput: (x) => f.provideInput(x) };
+    const f = new SwiGLU(store, "f", 8, 10, makePrecision("fp32", be), 0.4, 0.4);
+    return { forward: (x, save) => f.forward(x, save), backward: (dy) => f.backward(dy), provideInput: (x) => f.provideInput(x) };
   }, 8, 8, 6, true, ["f.w1.weight", "f.w2.weight", "f.w3.weight"]);
 });
 
@@ -164,8 +171,8 @@ test("layer: DeepSeekMoE (routed + shared experts, gate through the router)", ()
   const cfg = microModel();
   for (const recompute of [false, true]) {
     checkLayer("moe", (store) => {
-      const m = new MoE(store, "m", cfg, makePrecision("fp32", be), 0.3, be);
-      return { forward: (x, save) => m.forward(x, 10, save), backward: (dy) => m.backward(dy), provideInput: (x) => m.provideInput(x) };
+      const m = new MoE(store, "m", cfg, makePrecision("fp32", be), 0.3);
+      return { forward: (x, save) => m.forward(x, save), backward: (dy) => m.backward(dy), provideInput: (x) => m.provideInput(x) };
     }, 16, 16, 10, recompute, ["m.gate.weight", "m.shared.w1.weight", "m.experts.0.w2.weight", "m.experts.3.w1.weight"], 1e-3);
   }
 });

@@ -1,11 +1,20 @@
 // Linear layer y = x · Wᵀ (no bias, as DeepSeek-V3), its three GEMMs run through the recipe.
 
+import type { Backend, GemmState, TensorHandle } from "../backend/backend.js";
 import type { Parameter, ParameterStore } from "../params.js";
 import type { LinearGemms, Precision } from "../precision.js";
 
-export class Linear {
+/** A Linear's recipe state by its name (delayed scaling's amax histories): what state export keeps per Linear. */
+export interface LinearState {
+  readonly name: string;
+  exportState(): GemmState;
+  importState(state: GemmState): void;
+}
+
+export class Linear implements LinearState {
   readonly weight: Parameter; // [out, in]
   private readonly gemms: LinearGemms;
+  private readonly be: Backend;
 
   constructor(
     store: ParameterStore,
@@ -17,6 +26,7 @@ export class Linear {
   ) {
     this.weight = store.create(`${name}.weight`, [outFeatures, inFeatures], { kind: "normal", std });
     this.gemms = precision.forLinear(name);
+    this.be = store.be;
   }
 
   /** Whether this Linear can run its forward again in the backward pass (recomputation). */
@@ -25,29 +35,27 @@ export class Linear {
   }
 
   /** x [T, in] → y [T, out]. With save false the caller must call provideInput before backward. */
-  forward(x: Float32Array, T: number, save = true): Float32Array {
-    return this.gemms.fprop(x, this.weight.data, T, this.inFeatures, this.outFeatures, save);
+  forward(x: TensorHandle, save = true): TensorHandle {
+    return this.gemms.fprop(x, this.weight.value, save);
   }
 
   /** Hand the (recomputed) input to Wgrad. */
-  provideInput(x: Float32Array, T: number): void {
-    this.gemms.saveInput(x, T, this.inFeatures);
+  provideInput(x: TensorHandle): void {
+    this.gemms.saveInput(x);
   }
 
   /** dy [T, out] → dx [T, in]; adds dW into weight.grad. */
-  backward(dy: Float32Array, T: number): Float32Array {
-    const dW = this.gemms.wgrad(dy, T, this.inFeatures, this.outFeatures); // [out, in]
-    const g = this.weight.grad;
-    for (let i = 0; i < g.length; i++) g[i] += dW[i];
+  backward(dy: TensorHandle): TensorHandle {
+    this.be.addInPlace(this.weight.grad, this.gemms.wgrad(dy)); // [out, in]
     this.gemms.release();
-    return this.gemms.dgrad(dy, this.weight.data, T, this.inFeatures, this.outFeatures);
+    return this.gemms.dgrad(dy, this.weight.value);
   }
 
-  exportState() {
+  exportState(): GemmState {
     return this.gemms.exportState();
   }
 
-  importState(s: Record<string, { history: number[]; recorded: number }>) {
+  importState(s: GemmState): void {
     this.gemms.importState(s);
   }
 }

@@ -3,7 +3,20 @@
 // compares whole gradient tensors by relative Frobenius error (default tolerance 1e-2), which float32
 // round-off (~1e-7 relative) divided by 2h stays far below.
 
+import { HostTensor, type TensorHandle } from "@octet/numerics";
 import { Rng } from "../rng.js";
+
+/** An F32 host tensor over `data` (no copy: perturbing data perturbs the tensor). */
+export function tensor(data: Float32Array, shape: readonly number[]): HostTensor {
+  return new HostTensor("F32", shape, data);
+}
+
+/** The F32 array behind a CPU tensor (the live values, not a copy). */
+export function host(t: TensorHandle): Float32Array {
+  const h = HostTensor.of(t);
+  if (h.dtype !== "F32") throw new TypeError(`expected an F32 tensor, got ${h.dtype}`);
+  return h.data as Float32Array;
+}
 
 export function randn(n: number, rng: Rng, std = 1): Float32Array {
   const x = new Float32Array(n);
