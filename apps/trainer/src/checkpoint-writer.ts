@@ -1,6 +1,7 @@
 // The run's checkpoints, saved through the checkpointer in order, with retention.
 
-import { type CheckpointClient, stepDirName, type Tensor } from "@octet/checkpointer";
+import { stepDirName, type Tensor } from "@octet/checkpointer";
+import type { CheckpointClient } from "@octet/checkpointer/client";
 import { NOT_FOUND, grpcCode } from "./helpers.js";
 import type { Logger } from "./log.js";
 

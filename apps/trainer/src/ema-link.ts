@@ -1,6 +1,7 @@
 // The run's EMA on the EMA keeper, as one job attempt uses it.
 
-import { EmaClient, type EmaStateMetadata, type EmaState } from "@octet/ema-keeper";
+import type { EmaStateMetadata, EmaState } from "@octet/ema-keeper";
+import { EmaClient } from "@octet/ema-keeper/client";
 import { ABORTED, NOT_FOUND, grpcCode } from "./helpers.js";
 import type { Logger } from "./log.js";
 

@@ -2,7 +2,8 @@
 // step (yielding to the event loop between steps), report progress and the curve, push the EMA, checkpoint,
 // and end as completed, cancelled, released (shutdown) or lost (another worker owns the job now).
 
-import type { CheckpointClient, Tensor } from "@octet/checkpointer";
+import type { Tensor } from "@octet/checkpointer";
+import type { CheckpointClient } from "@octet/checkpointer/client";
 import type { EmaState } from "@octet/ema-keeper";
 import { type CurvePoint, type JobResult, type JobSpec, type OctetKeys, resolveConfig, runName } from "@octet/jobs";
 import { Worker } from "node:worker_threads";

@@ -7,7 +7,7 @@
 
 import { EventEmitter } from "node:events";
 import { hostname } from "node:os";
-import { CheckpointClient } from "@octet/checkpointer";
+import { CheckpointClient } from "@octet/checkpointer/client";
 import { CANCELLED_REASON, JOB_NAME, type JobResult, type JobSpec, type OctetKeys, QUEUE_NAME, type WorkerInfo, keysFor, validateJobSpec } from "@octet/jobs";
 import { type Job, UnrecoverableError, Worker } from "bullmq";
 import type { Redis } from "ioredis";

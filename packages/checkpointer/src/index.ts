@@ -1,4 +1,5 @@
-// @octet/checkpointer — safetensors checkpoints: format, atomic verified store, gRPC service and client.
+// @octet/checkpointer — safetensors checkpoints: format and the atomic, verified store (this root); the gRPC service
+// and its CLI configuration (@octet/checkpointer/service); the client (@octet/checkpointer/client).
 
 // The safetensors codec and dtype table live in @octet/numerics (one codec for checkpoints and model state files);
 // they stay available from here under the names this package has always documented.
@@ -38,7 +39,4 @@ export {
   type CheckpointReader,
   type CorruptionReport,
 } from "./store.js";
-export { checkpointHandlers, toServiceError, type CheckpointServiceOptions } from "./service.js";
-export { startCheckpointServer, type CheckpointServerOptions, type RunningCheckpointServer } from "./server.js";
-export { CheckpointClient, type CheckpointClientOptions, type SaveReceipt, type RemoteSave, type RemoteCheckpoint } from "./client.js";
-export { loadConfig, buildCommand, ENV_PREFIX } from "./config.js";
+// The gRPC service is @octet/checkpointer/service, its client @octet/checkpointer/client: this root loads no gRPC.

@@ -1,4 +1,5 @@
-// @octet/ema-keeper: EMA of training parameters in CPU memory, in-process (EmaKeeper) or as a gRPC service.
+// @octet/ema-keeper: EMA of training parameters in CPU memory — in-process (EmaKeeper) from this root; the gRPC
+// service and its CLI configuration from @octet/ema-keeper/service; the trainer-side client from @octet/ema-keeper/client.
 export { type DecayPolicy, decayAt, normalizeDecayPolicy } from "./decay.js";
 export { emaUpdateF32, emaUpdateF32Plain, emaUpdateBf16, firstNonFinite, firstNonFiniteBf16 } from "./kernel.js";
 export {
@@ -24,16 +25,4 @@ export type {
   EmaStateMetadata,
   ExportedTensor,
 } from "./types.js";
-export { createEmaService, startEmaServer, collectState, DEFAULT_CHUNK_BYTES, type EmaServiceOptions, type StartEmaServerOptions } from "./service.js";
-export {
-  EmaClient,
-  ShardedEmaClient,
-  pushParameters,
-  importState,
-  createEmaServiceClient,
-  DEFAULT_CLIENT_CHUNK_BYTES,
-  type EmaClientOptions,
-  type EmaClientStats,
-  type ShardedEmaClientOptions,
-} from "./client.js";
-export { keeperOptionsFromEnv, type KeeperConfig } from "./config.js";
+// The gRPC service is @octet/ema-keeper/service, its client @octet/ema-keeper/client: this root loads no gRPC.

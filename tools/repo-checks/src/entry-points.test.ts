@@ -58,6 +58,8 @@ const libraryRoots: { entry: string; exports: string[]; notExported: string[] }[
   { entry: "@octet/router", exports: ["routeTokens", "AuxFreeBalancer", "planDispatch", "planPlacement", "routerBackend"], notExported: ["startRouterServer", "loadBalancerHandlers", "LoadBalancerStore"] },
   { entry: "@octet/mtp", exports: ["MultiTokenPrediction", "lambdaAt"], notExported: [] },
   { entry: "@octet/model", exports: ["Trainer", "trainLoop", "loadDataset", "Rng"], notExported: [] },
+  { entry: "@octet/ema-keeper", exports: ["EmaKeeper", "decayAt"], notExported: ["startEmaServer", "EmaClient"] },
+  { entry: "@octet/checkpointer", exports: ["CheckpointStore", "serialize", "stepDirName"], notExported: ["startCheckpointServer", "CheckpointClient"] },
 ];
 
 for (const root of libraryRoots) {
@@ -70,7 +72,7 @@ for (const root of libraryRoots) {
 }
 
 test("the recorder sees gRPC where it is loaded: the service subpaths load @grpc/grpc-js", () => {
-  for (const entry of ["@octet/numerics/service", "@octet/router/service"]) {
+  for (const entry of ["@octet/numerics/service", "@octet/router/service", "@octet/ema-keeper/service", "@octet/checkpointer/service"]) {
     const { urls, exports } = load(entry);
     assert.ok(grpc(urls).length > 0, `${entry} loads @grpc/grpc-js`);
     assert.ok(exports.some((n) => /^start\w+Server$/.test(n)), `${entry} exports its server`);
