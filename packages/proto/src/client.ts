@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { bearerInterceptor } from "./auth.js";
 import { clientCredentials, type ClientTlsOptions } from "./tls.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./server.js";
 
@@ -12,6 +13,11 @@ export interface ClientOptions {
   maxMessageBytes?: number;
   /** Further grpc-js channel options. */
   channelOptions?: Partial<grpc.ChannelOptions>;
+  /**
+   * Bearer token sent with every call (metadata `authorization: Bearer <token>`): what a server with an authToken
+   * requires for its mutating methods. Without TLS it crosses the network in clear.
+   */
+  authToken?: string;
 }
 
 type ClientCtor<C extends grpc.Client> = new (address: string, credentials: grpc.ChannelCredentials, options?: Partial<grpc.ClientOptions>) => C;
@@ -25,6 +31,9 @@ export function createClient<C extends grpc.Client>(Ctor: ClientCtor<C>, address
     ...opts.channelOptions,
   };
   if (opts.tls?.serverNameOverride) options["grpc.ssl_target_name_override"] = opts.tls.serverNameOverride;
+  // An interceptor, not call credentials: grpc-js refuses call credentials on an insecure channel, and loopback
+  // services without TLS are the common case.
+  if (opts.authToken !== undefined) options.interceptors = [...(options.interceptors ?? []), bearerInterceptor(opts.authToken)];
   const credentials = opts.tls ? clientCredentials(opts.tls) : grpc.credentials.createInsecure();
   return new Ctor(address, credentials, options);
 }

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { checkAuthToken, readAuthTokenFile } from "./auth.js";
 import type { ServiceOptions } from "./server.js";
 
 export interface FromEnvOptions {
@@ -17,6 +18,7 @@ const VARS = {
   "tls-require-client-cert": "TLS_REQUIRE_CLIENT_CERT",
   "max-message-bytes": "MAX_MESSAGE_BYTES",
   "shutdown-grace-ms": "SHUTDOWN_GRACE_MS",
+  "auth-token-file": "AUTH_TOKEN_FILE",
 } as const;
 type Flag = keyof typeof VARS;
 
@@ -32,12 +34,38 @@ function bool(value: string, what: string): boolean {
   throw new RangeError(`${what} must be true or false, got "${value}"`);
 }
 
+/** The variables every Octet service and client reads its bearer token from when no more specific one is set. */
+export const SHARED_AUTH_TOKEN_VAR = "OCTET_AUTH_TOKEN";
+export const SHARED_AUTH_TOKEN_FILE_VAR = "OCTET_AUTH_TOKEN_FILE";
+
+/**
+ * The bearer token from, in this order: `file` (a --auth-token-file flag's value), `<prefix>_AUTH_TOKEN_FILE`,
+ * `<prefix>_AUTH_TOKEN` (when a prefix is given), OCTET_AUTH_TOKEN_FILE, OCTET_AUTH_TOKEN. Undefined when none is
+ * set (empty values count as unset). Throws RangeError naming the source of a bad or unreadable token. There is
+ * no flag with the token itself: a command line is visible to every user of the machine.
+ */
+export function authTokenFromEnv(opts: { prefix?: string; env?: NodeJS.ProcessEnv; file?: string } = {}): string | undefined {
+  const env = opts.env ?? process.env;
+  if (opts.file !== undefined && opts.file !== "") return readAuthTokenFile(opts.file, "--auth-token-file");
+  const pre = opts.prefix?.toUpperCase().replace(/_+$/, "");
+  const sources = pre ? [`${pre}_AUTH_TOKEN_FILE`, `${pre}_AUTH_TOKEN`] : [];
+  sources.push(SHARED_AUTH_TOKEN_FILE_VAR, SHARED_AUTH_TOKEN_VAR);
+  for (const name of sources) {
+    const value = env[name];
+    if (value === undefined || value === "") continue;
+    return name.endsWith("_FILE") ? readAuthTokenFile(value, name) : checkAuthToken(value, name);
+  }
+  return undefined;
+}
+
 /**
  * Server options from the environment (and optionally flags) of a service binary. With prefix "OCTET_NUMERICS":
  * OCTET_NUMERICS_HOST, _PORT, _TLS_CERT, _TLS_KEY, _TLS_CA, _TLS_REQUIRE_CLIENT_CERT, _MAX_MESSAGE_BYTES,
  * _SHUTDOWN_GRACE_MS; flags --host --port --tls-cert --tls-key --tls-ca --tls-require-client-cert
- * --max-message-bytes --shutdown-grace-ms override them. Unset values are left out (the server's defaults
- * apply). TLS is on when a certificate is given. Throws RangeError naming the variable for a bad value.
+ * --max-message-bytes --shutdown-grace-ms override them. The bearer token for mutating methods comes from
+ * --auth-token-file, OCTET_NUMERICS_AUTH_TOKEN_FILE, OCTET_NUMERICS_AUTH_TOKEN, OCTET_AUTH_TOKEN_FILE or
+ * OCTET_AUTH_TOKEN (authTokenFromEnv). Unset values are left out (the server's defaults apply: loopback, no
+ * token). TLS is on when a certificate is given. Throws RangeError naming the variable for a bad value.
  */
 export function serviceOptionsFromEnv(prefix: string, opts: FromEnvOptions = {}): Omit<ServiceOptions, "name"> {
   const env = opts.env ?? process.env;
@@ -64,6 +92,9 @@ export function serviceOptionsFromEnv(prefix: string, opts: FromEnvOptions = {})
   if (max) out.maxMessageBytes = int(max[0], max[1], 1, 2 ** 31 - 1);
   const grace = get("shutdown-grace-ms");
   if (grace) out.shutdownGraceMs = int(grace[0], grace[1], 0, 2 ** 31 - 1);
+  const flagFile = values["auth-token-file"];
+  const authToken = authTokenFromEnv({ prefix: pre, env, file: typeof flagFile === "string" ? flagFile : undefined });
+  if (authToken !== undefined) out.authToken = authToken;
   const cert = get("tls-cert");
   const key = get("tls-key");
   const ca = get("tls-ca");

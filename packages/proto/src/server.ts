@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { BearerCheck } from "./auth.js";
 import { bindLogger } from "./handlers.js";
 import { createLogger, type Logger } from "./logger.js";
 import { protoDir, protoFiles } from "./protos.js";
@@ -9,12 +10,14 @@ import { serverCredentials, type ServerTlsOptions } from "./tls.js";
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+/** Services listen on loopback unless told otherwise: reaching them from elsewhere is a deliberate `host`. */
+export const DEFAULT_HOST = "127.0.0.1";
 const HEALTH_SERVICE = "grpc.health.v1.Health";
 
 export interface ServiceOptions {
   /** Service name for logs, e.g. "octet-numerics". */
   name: string;
-  /** Interface to listen on; default "0.0.0.0". */
+  /** Interface to listen on; default "127.0.0.1" (loopback only). "0.0.0.0" or "::" listen on every interface. */
   host?: string;
   /** Port; default 0 = ephemeral (start() returns the one bound). */
   port?: number;
@@ -28,6 +31,18 @@ export interface ServiceOptions {
   handleSignals?: boolean;
   /** pino logger; default: JSON lines on stderr at OCTET_LOG_LEVEL or "info". */
   logger?: Logger;
+  /**
+   * Bearer token that every method not declared read-only (addService's `access.readOnly`) requires: a call
+   * without `authorization: Bearer <token>` gets UNAUTHENTICATED. Health and reflection stay open. Unset: no
+   * authentication (then keep `host` on loopback or behind a network boundary).
+   */
+  authToken?: string;
+}
+
+/** Which methods of a service stay open when the server has an authToken. */
+export interface ServiceAccess {
+  /** Methods that change no state, named as in the proto ("GetBias"); every other method needs the token. */
+  readOnly?: readonly string[];
 }
 
 /** The full service name a definition's method paths carry ("/pkg.Service/Method" → "pkg.Service"). */
@@ -43,7 +58,10 @@ function serviceNameOf(definition: grpc.ServiceDefinition): string | undefined {
  */
 export class OctetServer {
   readonly logger: Logger;
-  private readonly opts: Required<Omit<ServiceOptions, "tls" | "logger">> & Pick<ServiceOptions, "tls">;
+  private readonly opts: Required<Omit<ServiceOptions, "tls" | "logger" | "authToken">> & Pick<ServiceOptions, "tls">;
+  private readonly bearer: BearerCheck | undefined;
+  /** Full paths of the methods that need the token (empty without one). */
+  private readonly guarded: string[] = [];
   private readonly server: grpc.Server;
   private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
   private readonly services: string[] = [];
@@ -60,7 +78,7 @@ export class OctetServer {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`port must be an integer in [0, 65535], got ${port}`);
     this.opts = {
       name: opts.name,
-      host: opts.host ?? "0.0.0.0",
+      host: opts.host ?? DEFAULT_HOST,
       port,
       tls: opts.tls,
       maxMessageBytes,
@@ -68,6 +86,7 @@ export class OctetServer {
       handleSignals: opts.handleSignals ?? false,
     };
     this.logger = opts.logger ?? createLogger(opts.name);
+    this.bearer = opts.authToken === undefined ? undefined : new BearerCheck(opts.authToken);
     this.server = new grpc.Server({
       "grpc.max_receive_message_length": maxMessageBytes,
       "grpc.max_send_message_length": maxMessageBytes,
@@ -77,19 +96,67 @@ export class OctetServer {
 
   /**
    * Adds a service (before start()). `serviceName` is its full proto name, e.g. "octet.numerics.v1.NumericsService",
-   * used for health and reflection; it defaults to the one in the definition's method paths.
+   * used for health and reflection; it defaults to the one in the definition's method paths. With an authToken,
+   * every method not in `access.readOnly` needs the token.
    */
-  addService<T>(definition: grpc.ServiceDefinition<T>, implementation: T, serviceName?: string): void {
+  addService<T>(definition: grpc.ServiceDefinition<T>, implementation: T, serviceName?: string, access: ServiceAccess = {}): void {
     if (this.started) throw new Error("addService must be called before start()");
     const fromPaths = serviceNameOf(definition as grpc.ServiceDefinition);
     const name = serviceName ?? fromPaths;
     if (!name) throw new TypeError("addService: cannot tell the service's name; pass serviceName");
     if (fromPaths && fromPaths !== name) throw new TypeError(`addService: serviceName "${name}" does not match the definition's paths (${fromPaths})`);
     if (this.services.includes(name)) throw new Error(`service ${name} was already added`);
+    const methods = Object.entries(definition as grpc.ServiceDefinition).map(([key, method]) => ({ key, method, name: method.path.slice(method.path.lastIndexOf("/") + 1) }));
+    const readOnly = new Set(access.readOnly ?? []);
+    for (const m of readOnly) {
+      if (!methods.some((x) => x.name === m)) throw new TypeError(`addService: ${name} has no method "${m}" (name read-only methods as in the proto, e.g. "GetBias")`);
+    }
     for (const fn of Object.values(implementation as object)) if (typeof fn === "function") bindLogger(fn, this.logger);
-    this.server.addService(definition as grpc.ServiceDefinition, implementation as grpc.UntypedServiceImplementation);
+    const served = { ...(implementation as grpc.UntypedServiceImplementation) };
+    if (this.bearer) {
+      for (const m of methods) {
+        if (readOnly.has(m.name)) continue;
+        const key = m.key in served ? m.key : m.method.originalName;
+        const fn = key === undefined ? undefined : served[key];
+        if (key === undefined || typeof fn !== "function") continue; // grpc-js answers UNIMPLEMENTED
+        served[key] = this.guard(fn, m.method);
+        this.guarded.push(m.method.path);
+      }
+    }
+    this.server.addService(definition as grpc.ServiceDefinition, served);
     this.services.push(name);
     this.health.setStatus(name, "NOT_SERVING");
+  }
+
+  /** Wraps a handler so that a call without the bearer token ends with UNAUTHENTICATED before the handler runs. */
+  private guard(fn: grpc.UntypedHandleCall, method: grpc.MethodDefinition<unknown, unknown>): grpc.UntypedHandleCall {
+    const bearer = this.bearer!;
+    const logger = this.logger;
+    const refusal = (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>): grpc.StatusObject | null => {
+      const verdict = bearer.verdict(call.metadata);
+      if (verdict === "ok") return null;
+      logger.warn({ method: method.path, peer: call.getPeer(), verdict }, "unauthenticated call refused");
+      const details =
+        verdict === "missing"
+          ? `${method.path} needs a bearer token: send the metadata "authorization: Bearer <token>"`
+          : `${method.path}: the bearer token is not valid`;
+      return { code: grpc.status.UNAUTHENTICATED, details, metadata: new grpc.Metadata() };
+    };
+    if (!method.responseStream) {
+      const handler = fn as grpc.handleUnaryCall<unknown, unknown>;
+      return ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        const refused = refusal(call);
+        if (refused) callback(refused);
+        else handler(call, callback);
+      }) as grpc.UntypedHandleCall;
+    }
+    const handler = fn as grpc.handleServerStreamingCall<unknown, unknown>;
+    return ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+      const refused = refusal(call as unknown as grpc.ServerUnaryCall<unknown, unknown>);
+      // grpc-js turns an "error" event on a server stream into the call's status.
+      if (refused) call.emit("error", refused);
+      else handler(call);
+    }) as grpc.UntypedHandleCall;
   }
 
   /** Binds, starts serving, and marks "" and every added service SERVING. `address` is connectable ("localhost:port" for wildcard hosts). */
@@ -111,7 +178,15 @@ export class OctetServer {
     if (this.opts.handleSignals) this.installSignals();
     for (const s of ["", ...this.services]) this.health.setStatus(s, "SERVING");
     this.logger.info(
-      { host, port, address, tls: Boolean(this.opts.tls), services: this.services, maxMessageBytes: this.opts.maxMessageBytes },
+      {
+        host,
+        port,
+        address,
+        tls: Boolean(this.opts.tls),
+        services: this.services,
+        maxMessageBytes: this.opts.maxMessageBytes,
+        auth: this.bearer ? { bearer: true, methods: this.guarded } : { bearer: false },
+      },
       "listening",
     );
     return { port, address };

@@ -5,7 +5,7 @@ import { service as healthService } from "grpc-health-check";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pino } from "pino";
-import { OctetServer, type ServiceOptions } from "../server.js";
+import { OctetServer, type ServiceAccess, type ServiceOptions } from "../server.js";
 import { services } from "../gen/services.js";
 import { createClient, type ClientOptions } from "../client.js";
 import { echoHandlers, type EchoObservations } from "./echo-service.js";
@@ -19,10 +19,10 @@ export interface EchoHarness {
   close(): Promise<void>;
 }
 
-export async function startEcho(opts: Partial<ServiceOptions> = {}, clientOpts: ClientOptions = {}): Promise<EchoHarness> {
+export async function startEcho(opts: Partial<ServiceOptions> = {}, clientOpts: ClientOptions = {}, access: ServiceAccess = {}): Promise<EchoHarness> {
   const observed: EchoObservations = { slow: [] };
   const server = new OctetServer({ name: "octet-echo-test", host: "127.0.0.1", logger: pino({ level: "silent" }), shutdownGraceMs: 1000, ...opts });
-  server.addService(services.common.v1.EchoServiceDefinition, echoHandlers(observed), services.common.v1.EchoServiceName);
+  server.addService(services.common.v1.EchoServiceDefinition, echoHandlers(observed), services.common.v1.EchoServiceName, access);
   const { port } = await server.start();
   const address = `127.0.0.1:${port}`;
   const client = createClient(services.common.v1.EchoServiceClient, address, clientOpts);
