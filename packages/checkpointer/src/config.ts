@@ -19,7 +19,7 @@ const STORE_VARS = {
 export function buildCommand(): Command {
   return new Command("octet-checkpointer")
     .description("gRPC CheckpointService: safetensors checkpoints, atomic, verified, asynchronous")
-    .option("--host <host>", `interface to listen on (${ENV_PREFIX}_HOST; default 0.0.0.0)`)
+    .option("--host <host>", `interface to listen on (${ENV_PREFIX}_HOST; default 127.0.0.1, loopback only; 0.0.0.0 for every interface)`)
     .option("--port <port>", `port, 0 = ephemeral (${ENV_PREFIX}_PORT; default 0)`)
     .option("--data-dir <dir>", `where checkpoints live (${ENV_PREFIX}_DATA_DIR; default ./checkpoints)`)
     .option("--tls-cert <file>", `server certificate, PEM (${ENV_PREFIX}_TLS_CERT)`)
@@ -28,6 +28,10 @@ export function buildCommand(): Command {
     .option("--tls-require-client-cert <bool>", `mutual TLS (${ENV_PREFIX}_TLS_REQUIRE_CLIENT_CERT)`)
     .option("--max-message-bytes <n>", `per-message limit (${ENV_PREFIX}_MAX_MESSAGE_BYTES; default 4194304)`)
     .option("--shutdown-grace-ms <n>", `grace for in-flight calls on SIGTERM (${ENV_PREFIX}_SHUTDOWN_GRACE_MS; default 10000)`)
+    .option(
+      "--auth-token-file <file>",
+      `bearer token that SaveCheckpoint, DeleteCheckpoint and ImportSafetensors require (${ENV_PREFIX}_AUTH_TOKEN_FILE, ${ENV_PREFIX}_AUTH_TOKEN, OCTET_AUTH_TOKEN_FILE, OCTET_AUTH_TOKEN; default none)`,
+    )
     .option("--max-staged-bytes <n>", `memory for saves not yet durable (${ENV_PREFIX}_MAX_STAGED_BYTES; default half of RAM)`)
     .option("--max-checkpoint-bytes <n>", `largest checkpoint (${ENV_PREFIX}_MAX_CHECKPOINT_BYTES; default max-staged-bytes)`)
     .option("--shard-max-bytes <n>", `shard size target (${ENV_PREFIX}_SHARD_MAX_BYTES; default 1073741824)`)

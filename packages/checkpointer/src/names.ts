@@ -1,31 +1,8 @@
 // Names that become (or sit next to) paths. Anything that could escape the data directory is refused.
+// Run and tensor names follow the rule every Octet service shares (@octet/proto/names): the EMA keeper refuses
+// exactly the names refused here.
 
-const RUN_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-// Tensor names are never used as paths, but they are checked with the same care: printable, no traversal.
-const TENSOR_RE = /^[A-Za-z0-9_][A-Za-z0-9_.:\-/[\]]{0,511}$/;
-
-/** Throws a RangeError unless `run` is 1-128 characters of [A-Za-z0-9._-] starting with a letter or digit. */
-export function checkRunName(run: unknown): string {
-  if (typeof run !== "string") throw new TypeError("run name must be a string");
-  if (!RUN_RE.test(run) || run.includes("..")) {
-    throw new RangeError(
-      `invalid run name ${JSON.stringify(run)}: use 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit, without ".."`,
-    );
-  }
-  return run;
-}
-
-/** Throws a RangeError for tensor names with path traversal, absolute paths, or characters outside [A-Za-z0-9_.:-/[]]. */
-export function checkTensorName(name: unknown): string {
-  if (typeof name !== "string") throw new TypeError("tensor name must be a string");
-  const segments = name.split("/");
-  if (!TENSOR_RE.test(name) || segments.some((s) => s === "" || s === "." || s === "..")) {
-    throw new RangeError(
-      `invalid tensor name ${JSON.stringify(name)}: use up to 512 characters of [A-Za-z0-9_.:-/[]], no empty, "." or ".." path segments`,
-    );
-  }
-  return name;
-}
+export { checkRunName, checkTensorName } from "@octet/proto/names";
 
 /** Steps are non-negative safe integers. */
 export function checkStep(step: unknown): number {

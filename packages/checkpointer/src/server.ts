@@ -1,7 +1,7 @@
 // Running CheckpointService: an OctetServer (health, reflection, limits, TLS, graceful shutdown) over a store.
 
 import { OctetServer, services, type ServiceOptions } from "@octet/proto";
-import { checkpointHandlers } from "./service.js";
+import { CHECKPOINT_READ_ONLY_METHODS, checkpointHandlers } from "./service.js";
 import { CheckpointStore, type CheckpointStoreOptions } from "./store.js";
 
 export interface CheckpointServerOptions extends Omit<ServiceOptions, "name">, Omit<CheckpointStoreOptions, "logger"> {
@@ -29,7 +29,9 @@ export async function startCheckpointServer(opts: CheckpointServerOptions): Prom
       logger: { info: (m: string) => log.info(m), warn: (m: string) => log.warn(m), error: (m: string) => log.error(m) },
     }));
   const maxMessageBytes = opts.maxMessageBytes ?? 4 * 1024 * 1024;
-  server.addService(services.checkpoint.v1.CheckpointServiceDefinition, checkpointHandlers(store, { maxMessageBytes }), services.checkpoint.v1.CheckpointServiceName);
+  server.addService(services.checkpoint.v1.CheckpointServiceDefinition, checkpointHandlers(store, { maxMessageBytes }), services.checkpoint.v1.CheckpointServiceName, {
+    readOnly: CHECKPOINT_READ_ONLY_METHODS,
+  });
   server.onShutdown(() => store.close());
   const { port, address } = await server.start();
   log.info(

@@ -9,6 +9,12 @@ import type { CheckpointInfo, CheckpointStore, ListedCheckpoint } from "./store.
 type Handlers = services.checkpoint.v1.CheckpointServiceHandlers;
 const pb = octet.checkpoint.v1;
 
+/**
+ * CheckpointService's methods that change nothing: open without the bearer token when the server has one.
+ * SaveCheckpoint, DeleteCheckpoint and ImportSafetensors need it.
+ */
+export const CHECKPOINT_READ_ONLY_METHODS = ["WaitDurable", "ListCheckpoints", "LoadCheckpoint"] as const;
+
 export interface CheckpointServiceOptions {
   /** The server's message size limit; data chunks of LoadCheckpoint stay below it. */
   maxMessageBytes: number;
