@@ -62,7 +62,7 @@ cudaError_t octet_embedding_backward(const float* dOut, const int32_t* ids, floa
 
 // y [rows, cols] = x / sqrt(mean(x²) + eps) · weight, rstd [rows] = f32(1 / sqrt(mean(x²) + eps)).
 // float64 as the CPU: ss = Σ x² (fixed tree order), s = 1 / sqrt(ss / cols + eps), y = f32((x · s) · w).
-// Recomputing with the same inputs gives the same bits. Sizes: rows ≥ 0, 1 ≤ cols ≤ 2^30.
+// Recomputing with the same inputs gives the same bits. Sizes: 0 ≤ rows < 2^31, 1 ≤ cols ≤ 2^30.
 cudaError_t octet_rmsnorm_forward(const float* x, const float* weight, float* y, float* rstd, int64_t rows,
                                   int64_t cols, double eps, cudaStream_t stream);
 
@@ -73,7 +73,7 @@ size_t octet_rmsnorm_backward_workspace_bytes(int64_t rows, int64_t cols);
 // (the forward's). float64 as the CPU: dot = Σ (dy·w)·x (fixed tree order), k = s³·dot / cols,
 // dx = f32((s·dy)·w − x·k). dWeight: each block sums its fixed range of rows in float64 into a workspace row, a
 // second kernel adds the blocks' rows in a fixed order, then dWeight[c] = f32(dWeight[c] + total). The grouping
-// depends on (rows, cols) only. Sizes: rows ≥ 0, 1 ≤ cols ≤ 8192 (cols ≤ 32768 when cols % 4 == 0).
+// depends on (rows, cols) only. Sizes: 0 ≤ rows < 2^31, 1 ≤ cols ≤ 8192.
 cudaError_t octet_rmsnorm_backward(const float* dy, const float* x, const float* weight, const float* rstd, float* dx,
                                    float* dWeight, int64_t rows, int64_t cols, void* workspace, size_t workspaceBytes,
                                    cudaStream_t stream);
@@ -156,8 +156,8 @@ typedef struct OctetAdamWSegment {
 
 // One AdamW step over flat buffers of n elements holding many tensors: param, grad [n] FP32, moments m, v [n]
 // FP32 (…_f32) or BF16 bit patterns (…_bf16). segments [numSegments] (device) sorted by offset, not overlapping,
-// inside [0, n); elements in no segment are left as they are (rewritten with their own bits). One launch for all
-// tensors. Per element, CpuBackend.adamwUpdate exactly (float64, its order of operations):
+// inside [0, n); elements in no segment keep their values (a vector store may rewrite them with the same bits).
+// One launch for all tensors. Per element, CpuBackend.adamwUpdate exactly (float64, its order of operations):
 //   m' = beta1·m + (1 − beta1)·g,  v' = beta2·v + ((1 − beta2)·g)·g
 //   FP32 moments: stored f32(m'), f32(v'); the update uses the unrounded float64 m', v' (as the JS does).
 //   BF16 moments: m', v' rounded to float32, then to BF16 (nearest even, the CPU's bit trick); the update uses
