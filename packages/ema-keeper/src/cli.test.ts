@@ -29,7 +29,7 @@ test("octet-ema-keeper serves on the port it prints, honours env limits, and exi
   // 1000-byte limit from OCTET_EMA_MAX_EMA_BYTES: 40 bytes used, 1000 more do not fit
   await assert.rejects(
     c.registerRun({ run: "big", tensors: [{ name: "w", shape: [250] }], decay: { kind: "fixed", decay: 0.9 } }),
-    (e: unknown) => (e as { code?: number }).code === 8 && /needs 1000 EMA bytes/.test((e as Error).message),
+    (e: unknown) => (e as { code?: number }).code === 8 && /needs 1000 bytes of fp32 EMA for 1 tensor, but 40 bytes of the keeper's 1000 bytes/.test((e as Error).message),
   );
   c.close();
   child.kill("SIGTERM");

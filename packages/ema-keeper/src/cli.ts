@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// octet-ema-keeper: runs EmaService.
+// octet-ema-keeper: runs EmaService. Listens on 127.0.0.1 unless --host / OCTET_EMA_HOST says otherwise.
 import { Command } from "commander";
 import { serviceOptionsFromEnv } from "@octet/proto";
 import { keeperOptionsFromEnv } from "./config.js";
@@ -8,7 +8,7 @@ import { startEmaServer } from "./service.js";
 const program = new Command()
   .name("octet-ema-keeper")
   .description("gRPC EmaService: EMA of training parameters in CPU memory, updated in the background. Flags override OCTET_EMA_* variables.")
-  .option("--host <host>", "interface to listen on (OCTET_EMA_HOST, default 0.0.0.0)")
+  .option("--host <host>", "interface to listen on (OCTET_EMA_HOST, default 127.0.0.1: loopback only; 0.0.0.0 for every interface)")
   .option("--port <port>", "port, 0 = ephemeral (OCTET_EMA_PORT, default 0)")
   .option("--tls-cert <file>", "server certificate, PEM (OCTET_EMA_TLS_CERT)")
   .option("--tls-key <file>", "server key, PEM (OCTET_EMA_TLS_KEY)")
@@ -16,7 +16,11 @@ const program = new Command()
   .option("--tls-require-client-cert <bool>", "require client certificates (OCTET_EMA_TLS_REQUIRE_CLIENT_CERT)")
   .option("--max-message-bytes <n>", "gRPC message limit (OCTET_EMA_MAX_MESSAGE_BYTES, default 4 MiB)")
   .option("--shutdown-grace-ms <n>", "graceful shutdown time (OCTET_EMA_SHUTDOWN_GRACE_MS, default 10000)")
-  .option("--max-ema-bytes <n>", "fp32 EMA bytes of all runs together (OCTET_EMA_MAX_EMA_BYTES, default unlimited)")
+  .option(
+    "--auth-token-file <file>",
+    "bearer token that RegisterRun, PushParameters, ImportEma and DropRun require (OCTET_EMA_AUTH_TOKEN_FILE, OCTET_EMA_AUTH_TOKEN, OCTET_AUTH_TOKEN_FILE, OCTET_AUTH_TOKEN; default none)",
+  )
+  .option("--max-ema-bytes <n>", "fp32 EMA bytes of all runs together; larger registrations are refused (OCTET_EMA_MAX_EMA_BYTES, default half of physical memory)")
   .option("--max-queued-steps <n>", "complete steps waiting for the applier before pushes are held (OCTET_EMA_MAX_QUEUED_STEPS, default 2)")
   .option("--max-pending-steps <n>", "incomplete steps kept per run (OCTET_EMA_MAX_PENDING_STEPS, default 8)")
   .option("--max-tensors-per-run <n>", "(OCTET_EMA_MAX_TENSORS_PER_RUN, default 100000)")
@@ -38,7 +42,7 @@ async function main(): Promise<void> {
     sliceElements: o.sliceElements,
     chunkBytes: o.chunkBytes,
   });
-  const started = await startEmaServer({ host: "0.0.0.0", ...server, keeperOptions: keeper, chunkBytes, handleSignals: true });
+  const started = await startEmaServer({ ...server, keeperOptions: keeper, chunkBytes, handleSignals: true });
   started.server.logger.info({ port: started.port, address: started.address }, "octet-ema-keeper listening");
   // One line on stdout for scripts and tests: the bound port.
   process.stdout.write(`listening ${started.address} port ${started.port}\n`);

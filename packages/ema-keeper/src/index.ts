@@ -6,6 +6,8 @@ export {
   EmaKeeper,
   PushBuilder,
   metadataOf,
+  defaultMaxEmaBytes,
+  DEFAULT_MAX_EMA_FRACTION,
   type EmaKeeperOptions,
   type NormalizedRunSpec,
   type PushOutcome,

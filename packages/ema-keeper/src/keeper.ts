@@ -15,6 +15,8 @@
 //   ema ← d · ema + (1 − d) · param with d = decayAt(policy, s), in float32 storage (see kernel.ts).
 
 import { EventEmitter } from "node:events";
+import { totalmem } from "node:os";
+import { checkRunName, checkTensorName } from "@octet/proto/names";
 import { decayAt, normalizeDecayPolicy, type DecayPolicy } from "./decay.js";
 import { EmaNotFoundError, EmaRangeError, StaleStepError } from "./errors.js";
 import {
@@ -45,7 +47,10 @@ export interface EmaKeeperOptions {
   maxQueuedSteps?: number;
   /** Incomplete steps kept per run: admit() holds pushes opening more; past it (library push()) the oldest is discarded (default 8). */
   maxPendingSteps?: number;
-  /** Upper bound on the fp32 EMA bytes of all runs together (default: no limit). */
+  /**
+   * Upper bound on the fp32 EMA bytes of all runs together; a registration beyond it is refused
+   * (RESOURCE_EXHAUSTED). Default: half of the machine's physical memory (defaultMaxEmaBytes()).
+   */
   maxEmaBytes?: number;
   /** Upper bound on tensors per run (default 100 000). */
   maxTensorsPerRun?: number;
@@ -67,7 +72,12 @@ interface TensorState {
   dtype: ParamDType;
   numel: number;
   paramBytes: number;
-  ema: Float32Array;
+  /**
+   * The EMA; null until the first update is applied (or a state imported). Registration only reserves the bytes:
+   * the buffer is allocated by the background applier, tensor by tensor, so a registration never holds the event
+   * loop and a run that never receives a push costs no memory.
+   */
+  ema: Float32Array | null;
 }
 
 interface QueuedStep {
@@ -100,7 +110,26 @@ export interface EmaSnapshot {
   tensors: Map<string, Float32Array>;
 }
 
-const MAX_RUN_NAME = 256;
+/** The share of physical memory the EMAs of all runs may take when maxEmaBytes is not given. */
+export const DEFAULT_MAX_EMA_FRACTION = 0.5;
+
+/** The default maxEmaBytes: DEFAULT_MAX_EMA_FRACTION of os.totalmem(). */
+export function defaultMaxEmaBytes(): number {
+  return Math.floor(totalmem() * DEFAULT_MAX_EMA_FRACTION);
+}
+
+/** "2199023255552 bytes (2.0 TiB)". */
+function describeBytes(bytes: number): string {
+  const units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+  let value = bytes;
+  let unit = "";
+  for (const u of units) {
+    if (value < 1024) break;
+    value /= 1024;
+    unit = u;
+  }
+  return unit ? `${bytes} bytes (${value.toFixed(1)} ${unit})` : `${bytes} bytes`;
+}
 
 class RunState {
   readonly tensors = new Map<string, TensorState>();
@@ -127,7 +156,7 @@ class RunState {
         dtype: t.dtype,
         numel: n,
         paramBytes: n * dtypeBytes(t.dtype),
-        ema: new Float32Array(n),
+        ema: null,
       });
       this.emaBytes += n * 4;
     }
@@ -279,8 +308,8 @@ export class EmaKeeper extends EventEmitter {
     this.sliceElements = positiveInt("sliceElements", options.sliceElements ?? 1 << 20);
     this.maxQueuedSteps = positiveInt("maxQueuedSteps", options.maxQueuedSteps ?? 2);
     this.maxPendingSteps = positiveInt("maxPendingSteps", options.maxPendingSteps ?? 8);
-    this.maxEmaBytes = options.maxEmaBytes ?? Number.POSITIVE_INFINITY;
-    if (!(this.maxEmaBytes > 0)) throw new RangeError("maxEmaBytes must be > 0");
+    this.maxEmaBytes = options.maxEmaBytes ?? defaultMaxEmaBytes();
+    if (!(this.maxEmaBytes > 0)) throw new RangeError(`maxEmaBytes must be > 0, got ${this.maxEmaBytes}`);
     this.maxTensorsPerRun = positiveInt("maxTensorsPerRun", options.maxTensorsPerRun ?? 100_000);
     this.maxTensorElements = positiveInt("maxTensorElements", options.maxTensorElements ?? 2 ** 30);
   }
@@ -293,7 +322,7 @@ export class EmaKeeper extends EventEmitter {
   /** Validates a run spec and fills in defaults, without registering it. */
   normalizeRunSpec(spec: RunSpec): NormalizedRunSpec {
     if (spec === null || typeof spec !== "object") throw new TypeError("run spec must be an object");
-    const run = checkRunName(spec.run);
+    const run = checkRunName(spec.run); // RangeError naming the name: INVALID_ARGUMENT
     if (!Array.isArray(spec.tensors)) throw new TypeError("tensors must be an array");
     if (spec.tensors.length === 0) throw new RangeError("a run needs at least one tensor");
     if (spec.tensors.length > this.maxTensorsPerRun) {
@@ -303,6 +332,7 @@ export class EmaKeeper extends EventEmitter {
     const tensors = spec.tensors.map((t, i) => {
       if (t === null || typeof t !== "object") throw new TypeError(`tensors[${i}] must be an object`);
       if (typeof t.name !== "string" || t.name.length === 0) throw new TypeError(`tensors[${i}].name must be a non-empty string`);
+      checkTensorName(t.name);
       if (names.has(t.name)) throw new RangeError(`duplicate tensor name ${JSON.stringify(t.name)}`);
       names.add(t.name);
       if (!Array.isArray(t.shape)) throw new TypeError(`tensor ${JSON.stringify(t.name)}: shape must be an array`);
@@ -339,16 +369,32 @@ export class EmaKeeper extends EventEmitter {
     return { spec: norm, created: true };
   }
 
-  private install(norm: NormalizedRunSpec): RunState {
+  /** The fp32 EMA bytes a run of this spec reserves. */
+  static emaBytesOf(spec: NormalizedRunSpec): number {
     let bytes = 0;
-    for (const t of norm.tensors) bytes += numel(t.shape) * 4;
+    for (const t of spec.tensors) bytes += numel(t.shape) * 4;
+    return bytes;
+  }
+
+  /**
+   * Throws RESOURCE_EXHAUSTED, naming the sizes, unless a run of this spec fits in what maxEmaBytes leaves (a run
+   * already registered under the name holds its reservation: it fits). Checked before anything is allocated.
+   */
+  checkRoomFor(spec: NormalizedRunSpec): void {
+    if (this.runs.has(spec.run)) return;
+    const bytes = EmaKeeper.emaBytesOf(spec);
     const used = this.totalEmaBytes();
     if (used + bytes > this.maxEmaBytes) {
       throw new EmaRangeError(
-        `run ${JSON.stringify(norm.run)} needs ${bytes} EMA bytes; ${used} of the keeper's ${this.maxEmaBytes} are in use`,
+        `run ${JSON.stringify(spec.run)} needs ${describeBytes(bytes)} of fp32 EMA for ${spec.tensors.length} tensor${spec.tensors.length === 1 ? "" : "s"}, ` +
+          `but ${describeBytes(used)} of the keeper's ${describeBytes(this.maxEmaBytes)} (maxEmaBytes, --max-ema-bytes) are in use`,
         "RESOURCE_EXHAUSTED",
       );
     }
+  }
+
+  private install(norm: NormalizedRunSpec): RunState {
+    this.checkRoomFor(norm);
     const state = new RunState(norm);
     this.runs.set(norm.run, state);
     return state;
@@ -362,7 +408,7 @@ export class EmaKeeper extends EventEmitter {
 
   /** Drops a run and its EMA. Waiters are rejected; an apply in progress stops at its next slice. */
   dropRun(run: string): boolean {
-    const state = this.runs.get(run);
+    const state = this.runs.get(checkRunName(run));
     if (!state) return false;
     this.runs.delete(run);
     state.dropped = true;
@@ -373,8 +419,7 @@ export class EmaKeeper extends EventEmitter {
   }
 
   private state(run: unknown): RunState {
-    if (typeof run !== "string") throw new TypeError("run must be a string");
-    const s = this.runs.get(run);
+    const s = this.runs.get(checkRunName(run));
     if (!s) throw new EmaNotFoundError(`unknown run ${JSON.stringify(run)}`);
     return s;
   }
@@ -512,16 +557,19 @@ export class EmaKeeper extends EventEmitter {
     let sinceYield = 0;
     for (const t of s.tensors.values()) {
       const raw = item.tensors.get(t.name)!;
+      // The first update allocates the EMA (registration only reserved it); initialization overwrites every element.
+      if (t.ema === null) t.ema = new Float32Array(t.numel);
+      const ema = t.ema;
       const f32 = t.dtype === "F32" ? new Float32Array(raw.buffer, raw.byteOffset, t.numel) : undefined;
       const bf16 = t.dtype === "BF16" ? new Uint16Array(raw.buffer, raw.byteOffset, t.numel) : undefined;
       for (let start = 0; start < t.numel; start += slice) {
         const end = Math.min(t.numel, start + slice);
         if (f32) {
-          if (init) emaInitF32(t.ema, f32, start, end);
-          else emaUpdateF32(t.ema, f32, d, start, end);
+          if (init) emaInitF32(ema, f32, start, end);
+          else emaUpdateF32(ema, f32, d, start, end);
         } else {
-          if (init) emaInitBf16(t.ema, bf16!, start, end);
-          else emaUpdateBf16(t.ema, bf16!, d, start, end);
+          if (init) emaInitBf16(ema, bf16!, start, end);
+          else emaUpdateBf16(ema, bf16!, d, start, end);
         }
         sinceYield += end - start;
         if (sinceYield >= slice) {
@@ -565,7 +613,8 @@ export class EmaKeeper extends EventEmitter {
         throw new EmaRangeError(`run ${JSON.stringify(run)}: step ${want} was replaced by step ${s.appliedStep}`, "ABORTED");
       }
       const tensors = new Map<string, Float32Array>();
-      for (const t of s.tensors.values()) tensors.set(t.name, t.ema);
+      // updates > 0: the first apply (or an import) has allocated every tensor's EMA.
+      for (const t of s.tensors.values()) tensors.set(t.name, t.ema!);
       return fn({ run, step: s.appliedStep, updates: s.updates, tensors, spec: s.spec });
     });
   }
@@ -701,8 +750,3 @@ function positiveInt(name: string, x: number): number {
   return x;
 }
 
-function checkRunName(run: unknown): string {
-  if (typeof run !== "string") throw new TypeError("run must be a string");
-  if (run.length === 0 || run.length > MAX_RUN_NAME) throw new RangeError(`run name must have 1 to ${MAX_RUN_NAME} characters`);
-  return run;
-}

@@ -26,6 +26,12 @@ const F32 = octet.common.v1.DType.DTYPE_F32;
 
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
 
+/**
+ * EmaService's methods that change nothing: open without the bearer token when the server has one.
+ * RegisterRun, PushParameters, ImportEma and DropRun need it.
+ */
+export const EMA_READ_ONLY_METHODS = ["GetEma", "GetStatus", "ExportEma"] as const;
+
 export interface EmaServiceOptions {
   /** Largest `data` per streamed message the server sends (GetEma/ExportEma), default 1 MiB. */
   chunkBytes?: number;
@@ -165,6 +171,9 @@ export function createEmaService(keeper: EmaKeeper, options: EmaServiceOptions =
   };
 }
 
+/** Placeholder of a tensor none of whose bytes have arrived yet (the shape's bytes are allocated on the first chunk). */
+const EMPTY = new Uint8Array(0);
+
 /** Reads an EmaChunk stream (header, then F32 chunks in order) into an EmaState, validating as it goes. */
 export async function collectState(
   keeper: EmaKeeper,
@@ -178,9 +187,12 @@ export async function collectState(
       if (!h) throw new RangeError("the first message must be the header");
       const spec = keeper.normalizeRunSpec(runSpecFromProto(h.spec));
       if (h.run !== spec.run) throw new RangeError(`header run ${JSON.stringify(h.run)} differs from spec.run ${JSON.stringify(spec.run)}`);
+      // Refused (RESOURCE_EXHAUSTED) before a byte is allocated when the run would not fit the keeper's memory.
+      keeper.checkRoomFor(spec);
       const tensors = new Map<string, ExportedTensor>();
       for (const t of spec.tensors) {
-        tensors.set(t.name, { dtype: "F32", shape: t.shape, data: new Uint8Array(numel(t.shape) * 4) });
+        // Each tensor's buffer is allocated when its first chunk arrives, so memory grows with the bytes received.
+        tensors.set(t.name, { dtype: "F32", shape: t.shape, data: EMPTY });
         filled.set(t.name, 0);
       }
       state = {
@@ -198,13 +210,16 @@ export async function collectState(
     const at = filled.get(name)!;
     if (Number(c.offset ?? 0) !== at) throw new RangeError(`tensor ${JSON.stringify(name)}: chunk offset ${c.offset} but ${at} bytes received so far`);
     const data = c.data ?? new Uint8Array(0);
-    if (at + data.byteLength > t.data.byteLength) throw new RangeError(`tensor ${JSON.stringify(name)}: more bytes than its shape holds (${t.data.byteLength})`);
+    const bytes = numel(t.shape) * 4;
+    if (at + data.byteLength > bytes) throw new RangeError(`tensor ${JSON.stringify(name)}: more bytes than its shape holds (${bytes})`);
+    if (t.data === EMPTY) t.data = new Uint8Array(bytes);
     t.data.set(data, at);
     filled.set(name, at + data.byteLength);
   }
   if (!state) throw new RangeError("empty stream: no header");
   for (const [name, t] of state.tensors) {
-    if (filled.get(name) !== t.data.byteLength) throw new RangeError(`tensor ${JSON.stringify(name)}: ${filled.get(name)} bytes received, needs ${t.data.byteLength}`);
+    const bytes = numel(t.shape) * 4;
+    if (filled.get(name) !== bytes) throw new RangeError(`tensor ${JSON.stringify(name)}: ${filled.get(name)} bytes received, needs ${bytes}`);
   }
   return state;
 }
@@ -225,8 +240,10 @@ export async function startEmaServer(options: StartEmaServerOptions = {}): Promi
 }> {
   const { keeper: given, keeperOptions, chunkBytes, ...serverOptions } = options;
   const keeper = given ?? new EmaKeeper(keeperOptions);
-  const server = new OctetServer({ name: "octet-ema-keeper", host: "127.0.0.1", ...serverOptions });
-  server.addService(EmaServiceDefinition, createEmaService(keeper, { chunkBytes, maxMessageBytes: serverOptions.maxMessageBytes }), EmaServiceName);
+  const server = new OctetServer({ name: "octet-ema-keeper", ...serverOptions });
+  server.addService(EmaServiceDefinition, createEmaService(keeper, { chunkBytes, maxMessageBytes: serverOptions.maxMessageBytes }), EmaServiceName, {
+    readOnly: EMA_READ_ONLY_METHODS,
+  });
   const { port, address } = await server.start();
   return { server, keeper, port, address };
 }
