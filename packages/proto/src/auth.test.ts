@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
 import { BearerCheck, checkAuthToken } from "./auth.js";
-import { callUnary, createClient, waitForReady } from "./client.js";
+import { callUnary, checkHealth, createClient, waitForReady } from "./client.js";
 import { authTokenFromEnv, serviceOptionsFromEnv } from "./env.js";
 import { services } from "./gen/services.js";
 import { OctetServer } from "./server.js";
@@ -166,5 +166,16 @@ test("a server without a host listens on loopback only", async () => {
     }
   } finally {
     await server.shutdown();
+  }
+});
+
+test("checkHealth answers the serving status without a token, and rejects for an unknown service", async () => {
+  const h = await startEcho({ authToken: TOKEN });
+  try {
+    assert.equal(await checkHealth(h.address), "SERVING");
+    assert.equal(await checkHealth(h.address, { service: ECHO }), "SERVING");
+    await assert.rejects(checkHealth(h.address, { service: "octet.nope.v1.Nope" }), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
+  } finally {
+    await h.close();
   }
 });

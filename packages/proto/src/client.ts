@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
 import { bearerInterceptor } from "./auth.js";
 import { clientCredentials, type ClientTlsOptions } from "./tls.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./server.js";
@@ -100,5 +101,27 @@ export function promisifyUnary<C extends grpc.Client, M extends UnaryMethod<C>>(
 export function waitForReady(client: grpc.Client, deadlineMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     client.waitForReady(Date.now() + deadlineMs, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+type HealthClient = grpc.Client & {
+  check(req: { service: string }, metadata: grpc.Metadata, options: Partial<grpc.CallOptions>, cb: grpc.requestCallback<{ status: string }>): grpc.ClientUnaryCall;
+};
+const HealthClientCtor = grpc.makeGenericClientConstructor(healthService as grpc.ServiceDefinition, "Health") as unknown as ClientCtor<HealthClient>;
+
+/**
+ * One grpc.health.v1.Health/Check: the serving status ("SERVING", "NOT_SERVING", ...) of `service` ("" = the whole
+ * server). Rejects with the grpc-js error (NOT_FOUND for an unknown service, DEADLINE_EXCEEDED after deadlineMs,
+ * default 3000). Health is never behind the bearer token.
+ */
+export function checkHealth(address: string, opts: ClientOptions & { service?: string; deadlineMs?: number } = {}): Promise<string> {
+  const { service = "", deadlineMs = 3000, ...clientOptions } = opts;
+  const client = createClient(HealthClientCtor, address, clientOptions);
+  return new Promise<string>((resolve, reject) => {
+    client.check({ service }, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
+      client.close();
+      if (err) reject(err);
+      else resolve(String(res!.status));
+    });
   });
 }

@@ -42,6 +42,7 @@ export {
   callUnary,
   promisifyUnary,
   waitForReady,
+  checkHealth,
   type ClientOptions,
   type CallOptions,
   type UnaryMethod,
