@@ -20,6 +20,13 @@
 #include "gemm_sm90.h"
 #endif
 
+// The FP32 GEMM of cublaslt.cu (cublaslt_stub.cu: why it is unavailable), declared here beside its one caller.
+namespace octet_cuda {
+namespace lt {
+std::string gemm_f32(const float* a, const float* b, float* d, int64_t M, int64_t N, int64_t K, cudaStream_t stream);
+}  // namespace lt
+}  // namespace octet_cuda
+
 using namespace octet_cuda;
 
 namespace {
@@ -407,9 +414,10 @@ NAPI_FN(Memset) {
     Args a(env, info, 2, "memset");
     DevBuf* b = a.buf(0, "handle", 0);
     const int v = (int)a.integer(1, "byte", 0, 255);
-    const int64_t n = a.is_undefined(2) ? (int64_t)b->bytes : a.integer(2, "bytes", 0, (int64_t)b->bytes);
+    const int64_t off = a.is_undefined(3) ? 0 : a.integer(3, "byteOffset", 0, (int64_t)b->bytes);
+    const int64_t n = a.is_undefined(2) ? (int64_t)b->bytes - off : a.integer(2, "bytes", 0, (int64_t)b->bytes - off);
     Ctx& c = ready();
-    cuda_check(cudaMemsetAsync(b->ptr, v, (size_t)n, c.stream), "cudaMemsetAsync(" + std::to_string(n) + " bytes)");
+    cuda_check(cudaMemsetAsync(static_cast<char*>(b->ptr) + off, v, (size_t)n, c.stream), "cudaMemsetAsync(" + std::to_string(n) + " bytes)");
     return undefined(env);
   });
 }
@@ -427,6 +435,29 @@ NAPI_FN(Copy) {
     cuda_check(cudaMemcpyAsync(static_cast<char*>(d->ptr) + doff, static_cast<const char*>(s->ptr) + soff, (size_t)n,
                                cudaMemcpyDeviceToDevice, c.stream),
                "cudaMemcpyAsync(device→device, " + std::to_string(n) + " bytes)");
+    return undefined(env);
+  });
+}
+
+// copy2d(dst, dstOffset, dstPitch, src, srcOffset, srcPitch, widthBytes, height): `height` rows of widthBytes
+// each, row i from src + srcOffset + i·srcPitch to dst + dstOffset + i·dstPitch (cudaMemcpy2DAsync, device to
+// device, on the stream): column slices, head splits and padding of row-major tensors in one call.
+NAPI_FN(Copy2d) {
+  return guarded(env, [&] {
+    Args a(env, info, 8, "copy2d");
+    const int64_t doff = a.integer(1, "dstOffset", 0), dpitch = a.integer(2, "dstPitch", 1);
+    const int64_t soff = a.integer(4, "srcOffset", 0), spitch = a.integer(5, "srcPitch", 1);
+    const int64_t width = a.integer(6, "widthBytes", 0), height = a.integer(7, "height", 0);
+    if (width > dpitch || width > spitch) range_error("copy2d: widthBytes " + std::to_string(width) + " exceeds a pitch");
+    const int64_t dneed = height == 0 ? 0 : doff + (height - 1) * dpitch + width;
+    const int64_t sneed = height == 0 ? 0 : soff + (height - 1) * spitch + width;
+    DevBuf* d = a.buf(0, "dst", (size_t)dneed);
+    DevBuf* s = a.buf(3, "src", (size_t)sneed);
+    Ctx& c = ready();
+    if (width == 0 || height == 0) return undefined(env);
+    cuda_check(cudaMemcpy2DAsync(static_cast<char*>(d->ptr) + doff, (size_t)dpitch, static_cast<const char*>(s->ptr) + soff,
+                                 (size_t)spitch, (size_t)width, (size_t)height, cudaMemcpyDeviceToDevice, c.stream),
+               "cudaMemcpy2DAsync(" + std::to_string(height) + " rows of " + std::to_string(width) + " bytes)");
     return undefined(env);
   });
 }
@@ -611,6 +642,48 @@ NAPI_FN(SetKnob) {
 }
 
 // ---- scale relayouts, conversions ----------------------------------------------------------------------------------------------
+// out [cols, rows] = inᵀ for in [rows, cols] of 1-, 2- or 4-byte elements (FP8 codes, BF16 bits, FP32): 32x32
+// tiles through shared memory, both sides coalesced. A plain copy of bits, so exact for every element type.
+template <typename T>
+__global__ void transpose_kernel(const T* __restrict__ in, T* __restrict__ out, int64_t rows, int64_t cols) {
+  __shared__ T tile[32][33];
+  const int64_t c0 = (int64_t)blockIdx.x * 32, r0 = (int64_t)blockIdx.y * 32;
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t r = r0 + i, c = c0 + threadIdx.x;
+    if (r < rows && c < cols) tile[i][threadIdx.x] = in[r * cols + c];
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t c = c0 + i, r = r0 + threadIdx.x;
+    if (r < rows && c < cols) out[c * rows + r] = tile[threadIdx.x][i];
+  }
+}
+
+// transpose(in, inOffset, out, outOffset, rows, cols, eltBytes): byte offsets into the two buffers.
+NAPI_FN(Transpose) {
+  return guarded(env, [&] {
+    Args a(env, info, 7, "transpose");
+    const int64_t ioff = a.integer(1, "inOffset", 0), ooff = a.integer(3, "outOffset", 0);
+    const int64_t rows = a.integer(4, "rows", 0), cols = a.integer(5, "cols", 0);
+    const int64_t elt = a.integer(6, "eltBytes", 1, 4);
+    if (elt == 3) range_error("transpose: eltBytes must be 1, 2 or 4");
+    if (rows > 65535ll * 32) range_error("transpose: at most " + std::to_string(65535ll * 32) + " rows");
+    const size_t bytes = (size_t)(rows * cols * elt);
+    DevBuf* in = a.buf(0, "in", (size_t)ioff + bytes);
+    DevBuf* out = a.buf(2, "out", (size_t)ooff + bytes);
+    Ctx& c = ready();
+    if (rows == 0 || cols == 0) return undefined(env);
+    const dim3 grid((unsigned)((cols + 31) / 32), (unsigned)((rows + 31) / 32)), block(32, 8);
+    const char* src = static_cast<const char*>(in->ptr) + ioff;
+    char* dst = static_cast<char*>(out->ptr) + ooff;
+    if (elt == 1) transpose_kernel<uint8_t><<<grid, block, 0, c.stream>>>(reinterpret_cast<const uint8_t*>(src), reinterpret_cast<uint8_t*>(dst), rows, cols);
+    else if (elt == 2) transpose_kernel<uint16_t><<<grid, block, 0, c.stream>>>(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<uint16_t*>(dst), rows, cols);
+    else transpose_kernel<uint32_t><<<grid, block, 0, c.stream>>>(reinterpret_cast<const uint32_t*>(src), reinterpret_cast<uint32_t*>(dst), rows, cols);
+    cuda_check(cudaGetLastError(), "transpose kernel launch");
+    return undefined(env);
+  });
+}
+
 // transposeF32(in, rows, cols, out)
 NAPI_FN(TransposeF32) {
   return guarded(env, [&] {
@@ -798,6 +871,21 @@ NAPI_FN(GemmBf16Lt) {
     Ctx& c = ready();
     const std::string err = lt::gemm_bf16(A->ptr, B->ptr, D->ptr, od, M, N, K, c.stream);
     if (!err.empty()) fail("cuBLASLt BF16 GEMM (" + shape_text(M, N, K) + "): " + err);
+    return undefined(env);
+  });
+}
+
+// gemmF32Lt(a, b, d, M, N, K): D [M,N] = A [M,K] · B [N,K]ᵀ, all FP32, FP32 compute without TF32 (cuBLASLt).
+NAPI_FN(GemmF32Lt) {
+  return guarded(env, [&] {
+    Args a(env, info, 6, "gemmF32Lt");
+    const int64_t M = a.integer(3, "M", 1), N = a.integer(4, "N", 1), K = a.integer(5, "K", 1);
+    DevBuf* A = a.buf(0, "a", (size_t)(M * K) * 4);
+    DevBuf* B = a.buf(1, "b", (size_t)(N * K) * 4);
+    DevBuf* D = a.buf(2, "d", (size_t)(M * N) * 4);
+    Ctx& c = ready();
+    const std::string err = lt::gemm_f32(static_cast<const float*>(A->ptr), static_cast<const float*>(B->ptr), static_cast<float*>(D->ptr), M, N, K, c.stream);
+    if (!err.empty()) fail("cuBLASLt FP32 GEMM (" + shape_text(M, N, K) + "): " + err);
     return undefined(env);
   });
 }
@@ -1016,6 +1104,7 @@ napi_value Init(napi_env env, napi_value exports) {
       P("download", Download),
       P("memset", Memset),
       P("copy", Copy),
+      P("copy2d", Copy2d),
       P("synchronize", Synchronize),
       P("fillRandom", FillRandom),
       P("countNaN", CountNaN),
@@ -1024,6 +1113,7 @@ napi_value Init(napi_env env, napi_value exports) {
       P("dequantize", Dequantize),
       P("castSelfTest", CastSelfTest),
       P("setKnob", SetKnob),
+      P("transpose", Transpose),
       P("transposeF32", TransposeF32),
       P("transposeF32Grouped", TransposeF32Grouped),
       P("padRowsF32", PadRowsF32),
@@ -1032,6 +1122,7 @@ napi_value Init(napi_env env, napi_value exports) {
       P("groupedGemmSm90", GroupedGemmSm90),
       P("gemmLt", GemmLt),
       P("gemmBf16Lt", GemmBf16Lt),
+      P("gemmF32Lt", GemmF32Lt),
       P("releaseCublasLt", ReleaseCublasLt),
       P("eventCreate", EventCreate),
       P("eventRecord", EventRecord),

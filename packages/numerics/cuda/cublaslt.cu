@@ -9,6 +9,8 @@
 //     contiguous — our row-major sb, padded when K/128 is not a multiple of 4;
 //   our A, 1x128 tiles (CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F): [K/128][M], M contiguous — the transpose of our sa.
 // Plans (descriptors, layouts, the heuristic's first algorithm, as PyTorch takes it) are cached per shape.
+// The FP32 GEMM (kind 2) is the fp32 recipe's reference: CUBLAS_COMPUTE_32F with FP32 operands, never
+// CUBLAS_COMPUTE_32F_FAST_TF32 — cuBLASLt uses TF32 tensor cores only when that compute type is asked for.
 #include <cublasLt.h>
 
 #include <map>
@@ -82,7 +84,7 @@ void destroy(Plan& p) {
   p = Plan{};
 }
 
-// kind 0: block-scaled FP8, kind 1: bf16. For kind 0 the scale pointers are set before the heuristic runs.
+// kind 0: block-scaled FP8, kind 1: bf16, kind 2: fp32 (true FP32, no TF32). For kind 0 the scale pointers are set before the heuristic runs.
 Plan& plan(int kind, int fmt_a, int fmt_b, int out, int64_t M, int64_t N, int64_t K, const void* lt_a_scale,
            const void* lt_b_scale) {
   State& s = st();
@@ -95,8 +97,9 @@ Plan& plan(int kind, int fmt_a, int fmt_b, int out, int64_t M, int64_t N, int64_
     const int32_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
     set_attr(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, transa, "TRANSA");
     set_attr(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, transb, "TRANSB");
-    const cudaDataType_t ta = kind == 0 ? fp8_type(fmt_b) : CUDA_R_16BF;  // cuBLASLt's A is our B
-    const cudaDataType_t tb = kind == 0 ? fp8_type(fmt_a) : CUDA_R_16BF;
+    const cudaDataType_t plain = kind == 2 ? CUDA_R_32F : CUDA_R_16BF;
+    const cudaDataType_t ta = kind == 0 ? fp8_type(fmt_b) : plain;  // cuBLASLt's A is our B
+    const cudaDataType_t tb = kind == 0 ? fp8_type(fmt_a) : plain;
     if (kind == 0) {
       const int32_t amode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F, bmode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
       set_attr(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, amode, "A_SCALE_MODE = BLK128x128_32F");
@@ -119,7 +122,7 @@ Plan& plan(int kind, int fmt_a, int fmt_b, int out, int64_t M, int64_t N, int64_
     if (ps == CUBLAS_STATUS_SUCCESS) hs = cublasLtMatmulAlgoGetHeuristic(s.handle, p.desc, p.a, p.b, p.d, p.d, pref, 8, results, &returned);
     cublasLtMatmulPreferenceDestroy(pref);
     if (ps != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES) failed: " + status_text(ps));
-    const std::string what = std::string(kind == 0 ? "block-scaled FP8 GEMM (A " : "BF16 GEMM (") +
+    const std::string what = std::string(kind == 0 ? "block-scaled FP8 GEMM (A " : kind == 1 ? "BF16 GEMM (" : "FP32 GEMM (") +
                              (kind == 0 ? (fmt_a == 0 ? "e4m3, B " : "e5m2, B ") : "") +
                              (kind == 0 ? (fmt_b == 0 ? "e4m3, " : "e5m2, ") : "") + "out " + out_name(out) +
                              ", M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) + ")";
@@ -174,6 +177,10 @@ std::string gemm_fp8_blockscaled(const void* a, int fmt_a, const float* a_scales
 
 std::string gemm_bf16(const void* a, const void* b, void* d, int out_dtype, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
   return run(1, a, 0, nullptr, b, 0, nullptr, d, out_dtype, M, N, K, stream);
+}
+
+std::string gemm_f32(const float* a, const float* b, float* d, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
+  return run(2, a, 0, nullptr, b, 0, nullptr, d, DT_F32, M, N, K, stream);
 }
 
 void release() {

@@ -14,6 +14,7 @@ std::string gemm_fp8_blockscaled(const void*, int, const float*, const void*, in
   return kWhy;
 }
 std::string gemm_bf16(const void*, const void*, void*, int, int64_t, int64_t, int64_t, cudaStream_t) { return kWhy; }
+std::string gemm_f32(const float*, const float*, float*, int64_t, int64_t, int64_t, cudaStream_t) { return kWhy; }
 void release() {}
 }  // namespace lt
 }  // namespace octet_cuda
