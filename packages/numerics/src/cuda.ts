@@ -32,8 +32,10 @@ export interface CudaAddon {
   free(h: Handle): void;
   upload(h: Handle, src: Typed, byteOffset?: number): void;
   download(h: Handle, dst: Typed, byteOffset?: number): void;
-  memset(h: Handle, byte: number, bytes?: number): void;
+  memset(h: Handle, byte: number, bytes?: number, byteOffset?: number): void;
   copy(dst: Handle, src: Handle, bytes: number, dstOffset?: number, srcOffset?: number): void;
+  copy2d(dst: Handle, dstOffset: number, dstPitch: number, src: Handle, srcOffset: number, srcPitch: number, widthBytes: number, height: number): void;
+  transpose(input: Handle, inOffset: number, out: Handle, outOffset: number, rows: number, cols: number, eltBytes: number): void;
   synchronize(): void;
   fillRandom(h: Handle, dtype: number, n: number, seed: number, dist: number, scale: number): void;
   countNaN(h: Handle, dtype: number, n: number): number;
@@ -50,6 +52,7 @@ export interface CudaAddon {
   groupedGemmSm90(a: Handle, sa: Handle, b: Handle, sb: Handle, d: Handle, outDtype: number, offsets: Int32Array, experts: number, N: number, K: number): void;
   gemmLt(a: Handle, fmtA: number, saLt: Handle, b: Handle, fmtB: number, sbLt: Handle, d: Handle, outDtype: number, M: number, N: number, K: number, ...offsets: number[]): void;
   gemmBf16Lt(a: Handle, b: Handle, d: Handle, outDtype: number, M: number, N: number, K: number): void;
+  gemmF32Lt(a: Handle, b: Handle, d: Handle, M: number, N: number, K: number): void;
   releaseCublasLt(): void;
   eventCreate(): Handle;
   eventRecord(e: Handle): void;
@@ -873,6 +876,31 @@ export function matmulBf16Device(a: DeviceTensor, b: DeviceTensor, opts: { out?:
   const d = outputTensor(what, opts.into, M, N, out);
   try {
     cuda().gemmBf16Lt(a.live(what), b.live(what), d.handle, DTYPE_CODE[out], M, N, K);
+  } catch (err) {
+    if (!opts.into) d.free();
+    throw err;
+  }
+  return d;
+}
+
+/**
+ * D [M,N] = a [M,K] · b [N,K]ᵀ for fp32 device tensors in true FP32 (cuBLASLt, CUBLAS_COMPUTE_32F: no TF32), fp32
+ * output: the fp32 recipe's reference GEMM on the device.
+ */
+export function matmulF32Device(a: DeviceTensor, b: DeviceTensor, opts: { into?: DeviceTensor } = {}): DeviceTensor {
+  const what = "matmulF32Device";
+  if (!(a instanceof DeviceTensor) || !(b instanceof DeviceTensor)) throw new TypeError(`${what}: a and b must be DeviceTensors`);
+  if (a.dtype !== "fp32" || b.dtype !== "fp32") throw new TypeError(`${what}: a and b must be fp32, got ${a.dtype} and ${b.dtype}`);
+  if (a.shape.length !== 2 || b.shape.length !== 2) throw new RangeError(`${what}: a and b must be 2-D`);
+  const [M, K] = a.shape;
+  const [N, Kb] = b.shape;
+  if (Kb !== K) throw new RangeError(`${what}: a is [${M}, ${K}] and b is [${N}, ${Kb}]; a·bᵀ needs the same K`);
+  const st = cudaStatus();
+  if (st.available && !st.cublasLt.available) throw new Error(`${what}: cuBLASLt is unavailable: ${st.cublasLt.reason}`);
+  if (K % 4 !== 0 || N % 4 !== 0) throw new RangeError(`${what}: cuBLASLt needs K % 4 == 0 and N % 4 == 0 (16-byte aligned rows), got K=${K}, N=${N}`);
+  const d = outputTensor(what, opts.into, M, N, "fp32");
+  try {
+    cuda().gemmF32Lt(a.live(what), b.live(what), d.handle, M, N, K);
   } catch (err) {
     if (!opts.into) d.free();
     throw err;
