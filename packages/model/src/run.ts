@@ -8,6 +8,20 @@ import { type Dataset, loadDataset } from "./data/index.js";
 import { trainLoop } from "./loop.js";
 import { loadState, saveState } from "./state.js";
 import { type StepReport, Trainer } from "./trainer.js";
+import type { Backend } from "./backend/backend.js";
+import { CudaBackend, cudaBackendUnavailable } from "./backend/cuda.js";
+
+/** Where a run trains: "cpu" (CpuBackend, the default) or "cuda" (CudaBackend: every tensor on the GPU). */
+export type Device = "cpu" | "cuda";
+
+/** The backend of a device; "cuda" without a usable GPU is an Error naming why. */
+export function backendFor(device: Device, recipe: RecipeName): Backend | undefined {
+  if (device === "cpu") return undefined;
+  if (device !== "cuda") throw new RangeError(`unknown device ${JSON.stringify(device)}; expected "cpu" or "cuda"`);
+  const why = cudaBackendUnavailable();
+  if (why) throw new Error(`--device cuda: no usable GPU: ${why}`);
+  return new CudaBackend({ attention: recipe === "fp32" ? "fp32" : "bf16" });
+}
 
 export interface RunOptions {
   config: Config;
@@ -25,6 +39,8 @@ export interface RunOptions {
    * Infinity for the whole validation split, where the final loss is compared across runs (parity).
    */
   finalEvalBatches?: number;
+  /** "cpu" (default) or "cuda". */
+  device?: Device;
 }
 
 export interface RunSummary {
@@ -45,13 +61,24 @@ export interface RunSummary {
   params: number;
   seconds: number;
   resumedFrom: number | null;
+  device: Device;
+  /** The device memory pool's high-water mark (cuda), null on the CPU. */
+  peakMemoryBytes: number | null;
+  /** Device → host synchronizations of a training step (the median over the steps; 0 on the CPU). */
+  hostSyncsPerStep: number;
+  /** The synchronizations of all steps and evaluations by kind (cuda; empty on the CPU). */
+  hostSyncsByKind: Record<string, number>;
   curve: { step: number; valLoss: number }[];
 }
 
 export async function runTraining(opts: RunOptions): Promise<RunSummary> {
   const config = validateConfig(opts.config, opts.recipe);
   const data = opts.data ?? (await loadDataset(config.data, config.model.vocabSize));
-  const trainer = new Trainer({ config, recipe: opts.recipe, seed: opts.seed, data });
+  const device = opts.device ?? "cpu";
+  const backend = backendFor(device, opts.recipe);
+  const trainer = new Trainer({ config, recipe: opts.recipe, seed: opts.seed, data, backend });
+  const syncs = () => (backend instanceof CudaBackend ? backend.hostSyncCount : 0);
+  const syncsPerStep: number[] = [];
   const statePath = opts.outDir ? join(opts.outDir, "state.safetensors") : null;
   const metricsPath = opts.outDir ? join(opts.outDir, "metrics.jsonl") : null;
   if (opts.outDir) mkdirSync(opts.outDir, { recursive: true });
@@ -68,17 +95,20 @@ export async function runTraining(opts: RunOptions): Promise<RunSummary> {
   let tokens = 0;
   let ms = 0;
   const t0 = performance.now();
+  let syncsBefore = syncs();
   const result = trainLoop(trainer, {
     finalEvalBatches: opts.finalEvalBatches,
     // The state is saved at every evaluation and at the end.
     checkpointEvery: config.train.evalEvery,
     onStep: (r) => {
+      syncsPerStep.push(syncs() - syncsBefore);
       tokens += r.tokens;
       ms += r.ms;
       const tokensPerSec = (tokens / ms) * 1000;
       const mtp = r.mtpLosses.length ? { mtpLoss: r.mtpLoss, mtpLosses: r.mtpLosses, lambda: r.lambda } : {};
       log({ type: "step", step: r.step, loss: r.loss, ...mtp, lr: r.lr, gradNorm: r.gradNorm, tokensPerSec: r.tokens / r.ms * 1000, maxLoadRatio: r.maxLoadRatio });
       opts.onStep?.({ ...r, tokensPerSec, etaSec: ((total - r.step) * ms) / 1000 / Math.max(1, r.step - (resumedFrom ?? 0)) }, trainer);
+      syncsBefore = syncs();
     },
     onEval: (e) => {
       curve.push({ step: e.step, valLoss: e.loss });
@@ -108,6 +138,11 @@ export async function runTraining(opts: RunOptions): Promise<RunSummary> {
     params: trainer.model.store.count(),
     seconds: (performance.now() - t0) / 1000,
     resumedFrom,
+    device,
+    peakMemoryBytes: backend instanceof CudaBackend ? backend.memoryStats().peakBytes : null,
+    // Steps that ran an evaluation read more; the median is a plain step's count.
+    hostSyncsPerStep: syncsPerStep.length ? [...syncsPerStep].sort((a, b) => a - b)[syncsPerStep.length >> 1] : 0,
+    hostSyncsByKind: backend instanceof CudaBackend ? Object.fromEntries(backend.hostSyncs) : {},
     curve,
   };
   log({ type: "summary", ...summary });

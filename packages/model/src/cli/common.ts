@@ -14,6 +14,12 @@ export function parseRecipe(s: string): RecipeName {
   return s as RecipeName;
 }
 
+/** --device: "cpu" or "cuda". */
+export function parseDevice(s: string): "cpu" | "cuda" {
+  if (s !== "cpu" && s !== "cuda") throw new RangeError(`unknown device ${JSON.stringify(s)}; expected cpu or cuda`);
+  return s;
+}
+
 export function parseIntOption(what: string) {
   return (v: string): number => {
     const n = Number(v);

@@ -1,24 +1,26 @@
-// npm run train -w @octet/model -- --config tiny --recipe fp8 [--steps N] [--seed S] [--out DIR] [--resume]
+// npm run train -w @octet/model -- --config tiny --recipe fp8 [--device cpu|cuda] [--steps N] [--seed S] [--out DIR] [--resume]
 // A progress bar on a terminal, JSON lines otherwise; the last line is one JSON summary object.
 
 import { Command } from "commander";
 import cliProgress from "cli-progress";
 import { runTraining } from "../run.js";
-import { checkedConfig, fail, parseIntOption, parseRecipe, printJson, resolveConfig } from "./common.js";
+import { checkedConfig, fail, parseDevice, parseIntOption, parseRecipe, printJson, resolveConfig } from "./common.js";
 
 const program = new Command()
   .name("octet-train")
   .option("--config <name|file.json>", "preset name or JSON config file", "tiny")
   .option("--recipe <recipe>", "fp32 | bf16 | fp8 | fp8-delayed", "fp8")
+  .option("--device <device>", "cpu | cuda (every tensor on the GPU; exits non-zero, naming why, without one)", "cpu")
   .option("--steps <n>", "training steps (overrides the config)", parseIntOption("--steps"))
   .option("--seed <s>", "seed of the initialization and the batches", parseIntOption("--seed"), 1)
   .option("--out <dir>", "where metrics.jsonl and state.safetensors go", "runs/train")
   .option("--resume", "continue from <out>/state.safetensors when present", false)
   .parse();
 
-const o = program.opts<{ config: string; recipe: string; steps?: number; seed: number; out: string; resume: boolean }>();
+const o = program.opts<{ config: string; recipe: string; device: string; steps?: number; seed: number; out: string; resume: boolean }>();
 try {
   const recipe = parseRecipe(o.recipe);
+  const device = parseDevice(o.device);
   const config = checkedConfig(resolveConfig(o.config), recipe, o.steps);
   const tty = process.stdout.isTTY === true;
   const bar = tty
@@ -28,7 +30,7 @@ try {
   let lastVal = "-";
   const logEvery = Math.max(1, Math.floor(config.train.steps / 50));
   const summary = await runTraining({
-    config, recipe, seed: o.seed, outDir: o.out, resume: o.resume,
+    config, recipe, device, seed: o.seed, outDir: o.out, resume: o.resume,
     onStep: (r) => {
       if (bar) {
         if (!started) { bar.start(config.train.steps, r.step - 1, { loss: "-", mtp: "-", val: lastVal, tps: "-" }); started = true; }
