@@ -3,10 +3,30 @@
 export {
   LoadBalancerStore,
   REMEMBERED_REPORT_IDS,
+  MAX_REPORT_ID_LENGTH,
+  type LoadBalancerStoreOptions,
   type LoadReport,
   type ReportResult,
   type StoreState,
   type LayerStateRecord,
   type GammaPoint,
 } from "./store.js";
-export { loadBalancerHandlers, startRouterServer, stateToWire, stateFromWire, type RouterServer } from "./server.js";
+export {
+  loadBalancerHandlers,
+  startRouterServer,
+  stateToWire,
+  stateFromWire,
+  ROUTER_READ_ONLY_METHODS,
+  type RouterServer,
+  type LoadBalancerHandlerOptions,
+} from "./server.js";
+export {
+  DEFAULT_ROUTER_LIMITS,
+  LIMIT_OPTIONS,
+  checkPlacementRequest,
+  resolveLimits,
+  routerLimitsFromEnv,
+  type RouterLimits,
+  type CheckedPlacement,
+} from "./limits.js";
+export { PlacementRunner, DEFAULT_INLINE_WORK } from "./placement-runner.js";

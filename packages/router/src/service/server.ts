@@ -1,9 +1,12 @@
 // The gRPC LoadBalancerService (proto/router.proto) over a LoadBalancerStore, on the shared
 // @octet/proto scaffolding. RangeError/TypeError thrown by the store become INVALID_ARGUMENT through
 // the `unary` wrapper; the store validates before it mutates, so rejected requests change nothing.
+// Every size a request carries is bounded (limits.ts) before anything is allocated, and large placements run on
+// worker threads (placement-runner.ts), so one request can neither exhaust memory nor stall health checks.
 
 import { OctetServer, notFound, octet, services, unary, type ServiceOptions } from "@octet/proto";
-import { planPlacement } from "../placement.js";
+import { checkPlacementRequest, resolveLimits, type RouterLimits } from "./limits.js";
+import { PlacementRunner } from "./placement-runner.js";
 import { LoadBalancerStore, type GammaPoint, type StoreState } from "./store.js";
 
 type Handlers = services.router.v1.LoadBalancerServiceHandlers;
@@ -13,7 +16,22 @@ function points(wire: octet.router.v1.IGammaPoint[] | null | undefined): GammaPo
   return (wire ?? []).map((p) => ({ step: Number(p.step ?? 0), gamma: p.gamma ?? 0 }));
 }
 
-export function loadBalancerHandlers(store: LoadBalancerStore): Handlers {
+/**
+ * LoadBalancerService's methods that change nothing: open without the bearer token when the server has one.
+ * ReportLoads and ImportState need it. (PlanPlacement computes without touching the state.)
+ */
+export const ROUTER_READ_ONLY_METHODS = ["GetBias", "PlanPlacement", "ExportState"] as const;
+
+export interface LoadBalancerHandlerOptions {
+  /** Bounds on the requests (defaults: DEFAULT_ROUTER_LIMITS). */
+  limits?: Partial<RouterLimits>;
+  /** Where placements run; default a PlacementRunner over the limits. */
+  runner?: PlacementRunner;
+}
+
+export function loadBalancerHandlers(store: LoadBalancerStore, options: LoadBalancerHandlerOptions = {}): Handlers {
+  const limits = resolveLimits(options.limits);
+  const runner = options.runner ?? new PlacementRunner(limits);
   return {
     reportLoads: unary((req: octet.router.v1.ReportLoadsRequest) => {
       const result = store.report({
@@ -38,14 +56,8 @@ export function loadBalancerHandlers(store: LoadBalancerStore): Handlers {
       if (!found) throw notFound(`no bias for run "${req.run}", layer ${req.layer}`);
       return { bias: Array.from(found.bias), step: found.step };
     }),
-    planPlacement: unary((req: octet.router.v1.PlanPlacementRequest) => {
-      const placement = planPlacement({
-        loads: req.loads,
-        numGroups: req.numGroups,
-        numNodes: req.numNodes,
-        gpusPerNode: req.gpusPerNode,
-        redundantExperts: req.redundantExperts,
-      });
+    planPlacement: unary(async (req: octet.router.v1.PlanPlacementRequest, ctx) => {
+      const placement = await runner.plan(checkPlacementRequest(req, limits), ctx.signal);
       return {
         mode: placement.mode,
         physicalToLogical: Array.from(placement.physicalToLogical),
@@ -99,16 +111,31 @@ export function stateFromWire(wire: octet.router.v1.IRouterState): StoreState {
 export interface RouterServer {
   server: OctetServer;
   store: LoadBalancerStore;
+  /** Where PlanPlacement's large plans run (its `running` count, for monitoring and tests). */
+  placements: PlacementRunner;
+  limits: RouterLimits;
   port: number;
+  address: string;
 }
 
-/** Starts an OctetServer with the LoadBalancerService (an in-memory store unless one is given). */
+/**
+ * Starts an OctetServer with the LoadBalancerService (an in-memory store over the limits unless one is given).
+ * Listens on 127.0.0.1 unless `host` says otherwise.
+ */
 export async function startRouterServer(
-  options: Omit<ServiceOptions, "name"> & { name?: string },
-  store = new LoadBalancerStore(),
+  options: Omit<ServiceOptions, "name"> & { name?: string; limits?: Partial<RouterLimits> },
+  store?: LoadBalancerStore,
 ): Promise<RouterServer> {
-  const server = new OctetServer({ name: "octet-router", ...options });
-  server.addService(LoadBalancerServiceDefinition, loadBalancerHandlers(store), LoadBalancerServiceName);
-  const { port } = await server.start();
-  return { server, store, port };
+  const { limits: given, ...serverOptions } = options;
+  const limits = resolveLimits(given);
+  const theStore = store ?? new LoadBalancerStore({ maxExperts: limits.maxExperts, maxLayers: limits.maxLayers });
+  const placements = new PlacementRunner(limits);
+  const server = new OctetServer({ name: "octet-router", ...serverOptions });
+  server.addService(LoadBalancerServiceDefinition, loadBalancerHandlers(theStore, { limits, runner: placements }), LoadBalancerServiceName, {
+    readOnly: ROUTER_READ_ONLY_METHODS,
+  });
+  server.onShutdown(() => placements.close());
+  const { port, address } = await server.start();
+  server.logger.info({ limits }, "router limits");
+  return { server, store: theStore, placements, limits, port, address };
 }
