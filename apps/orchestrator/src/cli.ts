@@ -12,7 +12,7 @@ const program = new Command()
       "Flags override OCTET_ORCHESTRATOR_* variables. When ready, prints one JSON line on stdout: " +
       '{"event":"ready","grpc":"<host>:<port>","http":"http://<host>:<port>"}.',
   )
-  .option("--host <host>", "interface for gRPC and HTTP (OCTET_ORCHESTRATOR_HOST, default 0.0.0.0)")
+  .option("--host <host>", "interface for gRPC and HTTP (OCTET_ORCHESTRATOR_HOST, default 127.0.0.1: loopback only; 0.0.0.0 for every interface)")
   .option("--port <port>", `gRPC port, 0 = ephemeral (OCTET_ORCHESTRATOR_PORT, default ${DEFAULT_GRPC_PORT})`)
   .option("--http-port <port>", `HTTP port, 0 = ephemeral (OCTET_ORCHESTRATOR_HTTP_PORT, default ${DEFAULT_HTTP_PORT})`)
   .option("--redis <url>", `Redis URL, redis:// or rediss:// (REDIS_URL, default ${DEFAULT_REDIS_URL})`)
@@ -25,6 +25,10 @@ const program = new Command()
   .option("--tls-require-client-cert <bool>", "require client certificates (OCTET_ORCHESTRATOR_TLS_REQUIRE_CLIENT_CERT)")
   .option("--max-message-bytes <n>", "gRPC message limit (OCTET_ORCHESTRATOR_MAX_MESSAGE_BYTES, default 4 MiB)")
   .option("--shutdown-grace-ms <n>", "graceful shutdown time (OCTET_ORCHESTRATOR_SHUTDOWN_GRACE_MS, default 10000)")
+  .option(
+    "--auth-token-file <file>",
+    "bearer token that SubmitJob and CancelJob require (OCTET_ORCHESTRATOR_AUTH_TOKEN_FILE, OCTET_ORCHESTRATOR_AUTH_TOKEN, OCTET_AUTH_TOKEN_FILE, OCTET_AUTH_TOKEN; default none)",
+  )
   .showHelpAfterError();
 
 function intOption(value: string | undefined, what: string, min: number, max: number): number | undefined {
@@ -48,12 +52,13 @@ async function main(): Promise<void> {
   const orch = await startOrchestrator({
     redisUrl,
     prefix,
-    host: server.host ?? "0.0.0.0",
+    host: server.host,
     port: server.port ?? DEFAULT_GRPC_PORT,
     httpPort: httpPort ?? DEFAULT_HTTP_PORT,
     tls: server.tls,
     maxMessageBytes: server.maxMessageBytes,
     shutdownGraceMs: server.shutdownGraceMs,
+    authToken: server.authToken,
     redisTimeoutMs,
     refreshMs,
   });

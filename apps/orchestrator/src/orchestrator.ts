@@ -3,12 +3,12 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { DEFAULT_BULL_PREFIX } from "@octet/jobs";
-import { OctetServer, createLogger, services, type Logger, type ServiceOptions } from "@octet/proto";
+import { DEFAULT_HOST, OctetServer, createLogger, services, type Logger, type ServiceOptions } from "@octet/proto";
 import { EventHub } from "./events.js";
 import { createHttpApp } from "./http.js";
 import { OrchestratorMetrics } from "./metrics.js";
 import { DEFAULT_REDIS_URL, blockingClient, commandClient, probeRedis } from "./redis.js";
-import { createJobService } from "./service.js";
+import { JOB_READ_ONLY_METHODS, createJobService } from "./service.js";
 import { JobStore } from "./store.js";
 
 export const DEFAULT_GRPC_PORT = 50070;
@@ -19,7 +19,7 @@ export interface OrchestratorOptions {
   redisUrl?: string;
   /** BullMQ key prefix (default "bull"); Octet's keys beside the queue follow it (@octet/jobs keysFor). */
   prefix?: string;
-  /** Interface for gRPC and HTTP (default 0.0.0.0). */
+  /** Interface for gRPC and HTTP (default 127.0.0.1: loopback only; "0.0.0.0" for every interface). */
   host?: string;
   /** gRPC port (default 50070; 0 = ephemeral). */
   port?: number;
@@ -28,6 +28,8 @@ export interface OrchestratorOptions {
   tls?: ServiceOptions["tls"];
   maxMessageBytes?: number;
   shutdownGraceMs?: number;
+  /** Bearer token that SubmitJob and CancelJob require (ServiceOptions.authToken); GetJob, ListJobs, WatchJob stay open. */
+  authToken?: string;
   logger?: Logger;
   /** Bound on the start-up Redis check (default 3000 ms). */
   redisTimeoutMs?: number;
@@ -58,7 +60,7 @@ function connectHost(host: string): string {
 export async function startOrchestrator(opts: OrchestratorOptions = {}): Promise<Orchestrator> {
   const redisUrl = opts.redisUrl ?? DEFAULT_REDIS_URL;
   const prefix = opts.prefix ?? DEFAULT_BULL_PREFIX;
-  const host = opts.host ?? "0.0.0.0";
+  const host = opts.host ?? DEFAULT_HOST;
   const logger = opts.logger ?? createLogger("octet-orchestrator");
   await probeRedis(redisUrl, opts.redisTimeoutMs ?? 3000);
 
@@ -88,9 +90,10 @@ export async function startOrchestrator(opts: OrchestratorOptions = {}): Promise
       ...(opts.tls ? { tls: opts.tls } : {}),
       ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
       ...(opts.shutdownGraceMs !== undefined ? { shutdownGraceMs: opts.shutdownGraceMs } : {}),
+      ...(opts.authToken !== undefined ? { authToken: opts.authToken } : {}),
     });
     const handlers = createJobService(store, hub, { onSubmit: () => metrics.submitted.inc({ via: "grpc" }), closing: closing.signal, watchPollMs: opts.refreshMs });
-    server.addService(services.orchestrator.v1.JobServiceDefinition, handlers, services.orchestrator.v1.JobServiceName);
+    server.addService(services.orchestrator.v1.JobServiceDefinition, handlers, services.orchestrator.v1.JobServiceName, { readOnly: JOB_READ_ONLY_METHODS });
     const { port } = await server.start();
 
     const app = createHttpApp({ store, hub, metrics, logger, refreshMs: opts.refreshMs });

@@ -18,6 +18,9 @@ import { JobStoreError, type JobStore } from "./store.js";
 import { watchJob } from "./watch.js";
 
 type Handlers = services.orchestrator.v1.JobServiceHandlers;
+
+/** JobService's methods that change nothing: open without the bearer token when the server has one. SubmitJob and CancelJob need it. */
+export const JOB_READ_ONLY_METHODS = ["GetJob", "ListJobs", "WatchJob"] as const;
 type Outcome = octet.orchestrator.v1.CancelJobResponse.Outcome;
 
 const OUTCOME: Record<string, number> = { "cancelled-now": 1, requested: 2, already: 3 };

@@ -5,6 +5,10 @@ import type { JobSpecInput } from "./index.js";
 import type { CancelOutcome, JobStateName, JobView, ListPage, WatchEvent } from "./view.js";
 import { eventFromProto, fitsTypedSpec, jobFromProto, specToProto, stateToProto } from "./wire.js";
 
+// The bearer token a client sends (ClientOptions.authToken) from --auth-token-file / OCTET_AUTH_TOKEN(_FILE), checked
+// as the services check theirs: what a program needs that submits to an orchestrator started with a token.
+export { authTokenFromEnv, checkAuthToken, SHARED_AUTH_TOKEN_VAR, type ClientOptions } from "@octet/proto";
+
 // The views the client returns, so that one import serves a client's user.
 export { FINAL_STATES, JOB_STATES, type CancelOutcome, type CheckpointRef, type JobStateName, type JobView, type ListPage, type QueueCounts, type WatchEvent } from "./view.js";
 
@@ -21,7 +25,10 @@ const OUTCOMES: Record<number, CancelOutcome> = { 1: "cancelled-now", 2: "reques
 export class JobClient {
   readonly raw: services.orchestrator.v1.JobServiceClient;
 
-  /** `new JobClient("127.0.0.1:50070")`; TLS and limits as for every Octet client (ClientOptions). */
+  /**
+   * `new JobClient("127.0.0.1:50070", { authToken })`; TLS, limits and the bearer token as for every Octet client
+   * (ClientOptions). SubmitJob and CancelJob need the token when the orchestrator has one; the reads do not.
+   */
   constructor(address: string, options: ClientOptions = {}) {
     this.raw = createClient(services.orchestrator.v1.JobServiceClient, address, options);
   }
