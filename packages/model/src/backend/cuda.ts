@@ -896,10 +896,7 @@ export class CudaBackend implements Backend {
 
   scale(xH: TensorHandle, a: number): void {
     const x = this.f32(xH, "scale");
-    // octet_scale is bound by the addon ("scale") but not in kernels.ts' MODEL_KERNELS list, hence the lookup.
-    const launch = (this.k as unknown as Record<string, KernelLaunch | undefined>).scale;
-    if (!launch) throw new Error("scale: the model's addon lacks scale (stale build? rerun cuda/build.sh)");
-    if (x.size > 0) launch(this.p(x), x.size, a, this.stream);
+    if (x.size > 0) this.k.scale(this.p(x), x.size, a, this.stream);
   }
 
   addInPlace(yH: TensorHandle, xH: TensorHandle): void {

@@ -20,7 +20,7 @@ export type WorkspaceQuery = (...args: number[]) => number;
 export const MODEL_KERNELS = [
   "embeddingForward", "embeddingBackward", "rmsnormForward", "rmsnormBackward", "rope", "swigluForward", "swigluBackward",
   "permuteRows", "unpermuteAdd", "rowDot", "scaleRows", "adamwUpdateF32", "adamwUpdateBf16", "sumSquares",
-  "clipCoefficient", "scaleDevice", "addInplace", "f32ToBf16", "bf16ToF32", "auxFreeBiasUpdate",
+  "clipCoefficient", "scale", "scaleDevice", "addInplace", "f32ToBf16", "bf16ToF32", "auxFreeBiasUpdate",
   "attentionForward", "attentionBackward", "crossEntropy", "countValidTargets", "meanLoss",
   "routeSigmoid", "routeBackward", "routeStatusReset", "planDispatch",
 ] as const;
