@@ -2,6 +2,7 @@
 // octet-trainer: a BullMQ worker taking training jobs from the Octet GPU queue until SIGTERM/SIGINT.
 
 import { Command, InvalidArgumentError } from "commander";
+import { authTokenFromEnv } from "@octet/proto";
 import { createLogger } from "./log.js";
 import { TrainerWorker } from "./worker.js";
 
@@ -31,6 +32,10 @@ export function buildCommand(): Command {
     .option("--redis-prefix <prefix>", "BullMQ key prefix; Octet's keys follow it (env OCTET_REDIS_PREFIX)", process.env.OCTET_REDIS_PREFIX || "bull")
     .option("--checkpointer <host:port>", "checkpointer address (env OCTET_CHECKPOINTER_ADDR; required)", process.env.OCTET_CHECKPOINTER_ADDR)
     .option("--ema-keeper <host:port>", "EMA keeper address (env OCTET_EMA_ADDR; without it EMA is skipped)", process.env.OCTET_EMA_ADDR)
+    .option(
+      "--auth-token-file <file>",
+      "bearer token for the checkpointer's and the EMA keeper's mutating calls (env OCTET_AUTH_TOKEN_FILE or OCTET_AUTH_TOKEN; default none)",
+    )
     .option("--cpu-slots <n>", "CPU slots offered when no GPU is used (env OCTET_CPU_SLOTS)", intArg("--cpu-slots", 1), envInt("OCTET_CPU_SLOTS", 1) ?? 1)
     .option("--gpus <n>", "GPUs offered: overrides nvidia-smi; 0 = CPU slots only (env OCTET_GPUS)", intArg("--gpus", 0), envInt("OCTET_GPUS", 0))
     .option("--worker-id <id>", "worker id (env OCTET_WORKER_ID; default <host>-<pid>)", process.env.OCTET_WORKER_ID)
@@ -59,6 +64,7 @@ async function main(): Promise<void> {
     redisPrefix: string;
     checkpointer?: string;
     emaKeeper?: string;
+    authTokenFile?: string;
     cpuSlots: number;
     gpus?: number;
     workerId?: string;
@@ -74,6 +80,13 @@ async function main(): Promise<void> {
     process.stderr.write("octet-trainer: --checkpointer <host:port> (or OCTET_CHECKPOINTER_ADDR) is required\n");
     process.exit(2);
   }
+  let authToken: string | undefined;
+  try {
+    authToken = authTokenFromEnv({ file: o.authTokenFile });
+  } catch (e) {
+    process.stderr.write(`octet-trainer: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
   const log = createLogger({ base: { name: "octet-trainer" } });
   let worker: TrainerWorker;
   try {
@@ -82,6 +95,7 @@ async function main(): Promise<void> {
       prefix: o.redisPrefix,
       checkpointer: o.checkpointer,
       emaKeeper: o.emaKeeper || null,
+      authToken,
       workerId: o.workerId,
       cpuSlots: o.cpuSlots,
       gpus: o.gpus,

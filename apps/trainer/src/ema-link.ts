@@ -20,10 +20,13 @@ export class EmaLink {
     private readonly decay: number,
     private readonly tensors: { name: string; shape: number[] }[],
     private readonly log: Logger,
+    /** Bearer token for RegisterRun, PushParameters, ImportEma and DropRun when the keeper requires one. */
+    authToken?: string,
   ) {
     this.client = new EmaClient({
       address,
       run,
+      ...(authToken !== undefined ? { clientOptions: { authToken } } : {}),
       onError: (err, step) => {
         if (grpcCode(err) === NOT_FOUND) this.lost = true;
         this.log.warn("EMA push failed (the next push supersedes it)", { step, err });

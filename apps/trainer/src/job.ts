@@ -46,6 +46,8 @@ export interface JobEnv {
   checkpointer: CheckpointClient;
   /** EMA keeper address; null: EMA off on this worker. */
   emaAddress: string | null;
+  /** Bearer token for the services' mutating calls (the trainer's --auth-token-file / OCTET_AUTH_TOKEN); none: send none. */
+  authToken?: string;
   log: Logger;
   /** Least time between two progress updates (eval points and phase changes are sent at once). */
   progressIntervalMs: number;
@@ -225,7 +227,7 @@ export class JobRun {
               info = { entropyRate: m.entropyRate, unigramEntropy: m.unigramEntropy };
               void (async () => {
                 if (emaWanted) {
-                  const link = new EmaLink(env.emaAddress!, this.run, spec.ema.every, spec.ema.decay, m.params, this.log);
+                  const link = new EmaLink(env.emaAddress!, this.run, spec.ema.every, spec.ema.decay, m.params, this.log, env.authToken);
                   try {
                     await link.start(restoredEma);
                     ema = link;

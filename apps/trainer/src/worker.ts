@@ -26,6 +26,11 @@ export interface TrainerWorkerOptions {
   checkpointer: string;
   /** EMA keeper address host:port; without it EMA is skipped (one warning). */
   emaKeeper?: string | null;
+  /**
+   * Bearer token sent to the checkpointer and the EMA keeper (their saves, registrations and pushes need it when
+   * they were started with one). Default none.
+   */
+  authToken?: string;
   workerId?: string;
   /** CPU slots offered when no GPU is used (default 1). */
   cpuSlots?: number;
@@ -78,6 +83,7 @@ export class TrainerWorker extends EventEmitter {
   private readonly worker: Worker;
   private readonly checkpointer: CheckpointClient;
   private readonly emaAddress: string | null;
+  private readonly authToken: string | undefined;
   private stopping: Promise<void> | null = null;
   private fetchLoop: Promise<void> | null = null;
   private timers: NodeJS.Timeout[] = [];
@@ -129,7 +135,8 @@ export class TrainerWorker extends EventEmitter {
       name: this.id,
     });
     this.worker.on("error", onRedisError("worker"));
-    this.checkpointer = new CheckpointClient(opts.checkpointer);
+    this.authToken = opts.authToken;
+    this.checkpointer = new CheckpointClient(opts.checkpointer, opts.authToken !== undefined ? { authToken: opts.authToken } : {});
     this.emaAddress = opts.emaKeeper ?? null;
   }
 
@@ -155,7 +162,7 @@ export class TrainerWorker extends EventEmitter {
       throw e;
     }
     if (!w.emaAddress) w.log.warn("no EMA keeper address: jobs run without EMA");
-    w.log.info("ready", { redis: redactUrl(opts.redisUrl), prefix: w.prefix, kind: offer.kind, slots: offer.slots, gpus: offer.gpus, checkpointer: opts.checkpointer, emaKeeper: w.emaAddress });
+    w.log.info("ready", { redis: redactUrl(opts.redisUrl), prefix: w.prefix, kind: offer.kind, slots: offer.slots, gpus: offer.gpus, checkpointer: opts.checkpointer, emaKeeper: w.emaAddress, authToken: opts.authToken !== undefined });
     return w;
   }
 
@@ -319,6 +326,7 @@ export class TrainerWorker extends EventEmitter {
       keys: this.keys,
       checkpointer: this.checkpointer,
       emaAddress: this.emaAddress,
+      ...(this.authToken !== undefined ? { authToken: this.authToken } : {}),
       log: this.log,
       progressIntervalMs: this.opts.progressIntervalMs,
       stopSaveTimeoutMs: this.opts.stopSaveTimeoutMs,
