@@ -23,7 +23,7 @@ import {
   scaledMatmulDevice,
 } from "@octet/numerics/cuda";
 import type { MtpKernels } from "@octet/mtp";
-import { type KernelLaunch, type ModelKernels, modelKernels, modelKernelsUnavailable } from "../cuda/kernels.js";
+import { type ModelKernels, modelKernels, modelKernelsUnavailable } from "../cuda/kernels.js";
 import type { LinearGemms, Precision } from "../precision.js";
 import type { AdamWHyper, AttentionShape, Backend, GemmState, GroupedGemms, HostArray, QuantizedTensor, RouteOptions, Routing } from "./backend.js";
 import { CudaTensor, NUMERICS_DTYPE, elementBytes, elementCount, rowRange } from "./cuda-tensor.js";
@@ -920,7 +920,8 @@ export class CudaBackend implements Backend {
    * to the host (counted as "mtpMean"); at depth 1 it is a device copy.
    */
   private makeMtpKernels(): MtpKernels {
-    const be = this;
+    // An object literal of arrow functions over the backend (its methods would lose `this` when mtp calls them).
+    const be: CudaBackend = this; // eslint-disable-line @typescript-eslint/no-this-alias
     return {
       fromHost: (data, shape) => be.fromHost(data, shape),
       zeros: (shape) => be.zeros(shape),
