@@ -117,6 +117,22 @@ test("k8s: commands run the services' built bins; $(VARS) and envFrom name keys 
   assert.match(cm.data.REDIS_URL, /^redis:\/\/redis:6379$/);
 });
 
+test("k8s: the services listen on every interface of their pod explicitly, and every Octet pod gets the bearer token from the octet-auth Secret", () => {
+  assert.equal((container("ema-keeper").env as Obj[]).find((e) => e.name === "OCTET_EMA_HOST")?.value, "0.0.0.0");
+  assert.equal((container("checkpointer").env as Obj[]).find((e) => e.name === "OCTET_CHECKPOINTER_HOST")?.value, "0.0.0.0");
+  const orch = container("orchestrator").command as string[];
+  assert.equal(orch[orch.indexOf("--host") + 1], "0.0.0.0");
+  for (const w of workloads()) {
+    for (const c of w.spec.template.spec.containers as Obj[]) {
+      if (c.image.startsWith("redis")) continue;
+      const token = ((c.env ?? []) as Obj[]).find((e) => e.name === "OCTET_AUTH_TOKEN");
+      assert.deepEqual(token?.valueFrom?.secretKeyRef, { name: "octet-auth", key: "token" }, `${w.metadata.name}: OCTET_AUTH_TOKEN from the Secret`);
+    }
+  }
+  // The token itself is never in the manifests.
+  assert.ok(!byKind("Secret").length, "no Secret committed");
+});
+
 test("k8s: the redis.conf in the ConfigMap is infra/redis.conf", () => {
   const cm = byKind("ConfigMap").find((c) => c.metadata.name === "redis-conf")!;
   assert.equal(cm.data["redis.conf"].trimEnd(), readFileSync(join(infra, "redis.conf"), "utf8").trimEnd());
@@ -144,6 +160,16 @@ test("compose: services, GPU reservation, CPU variant, volumes, commands", () =>
   assert.ok(c.services.orchestrator.ports.some((p: string) => p.endsWith(":50051")));
   assert.ok(c.services.orchestrator.ports.some((p: string) => p.endsWith(":8080")));
   assert.ok(existsSync(join(infra, "Dockerfile")) && existsSync(join(infra, "grpc-health.mjs")));
+  // Listening on every interface is explicit; published ports stay on the host's loopback unless asked.
+  assert.equal(c.services["ema-keeper"].environment.OCTET_EMA_HOST, "0.0.0.0");
+  assert.equal(c.services.checkpointer.environment.OCTET_CHECKPOINTER_HOST, "0.0.0.0");
+  assert.equal(c.services.orchestrator.command[c.services.orchestrator.command.indexOf("--host") + 1], "0.0.0.0");
+  for (const p of c.services.orchestrator.ports as string[]) assert.match(p, /^\$\{OCTET_PUBLISH_ADDR:-127\.0\.0\.1\}:/);
+  // Every Octet service and trainer gets the bearer token, which compose requires from the shell.
+  for (const [name, svc] of Object.entries(c.services as Record<string, Obj>)) {
+    if (name === "redis") continue;
+    assert.match(String(svc.environment.OCTET_AUTH_TOKEN), /^\$\{OCTET_AUTH_TOKEN:\?/, `${name}: OCTET_AUTH_TOKEN, required`);
+  }
 });
 
 test("redis.conf boots redis-server with AOF everysec, RDB snapshots and noeviction", { skip: !findExecutable("redis-server") && "redis-server not installed" }, async () => {

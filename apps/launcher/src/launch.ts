@@ -2,6 +2,7 @@
 // the job(s) through gRPC, follow them, write the plot, report, and stop everything that was started — on
 // success, on error and on SIGINT/SIGTERM.
 
+import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
 import type { JobSpecInput } from "@octet/jobs";
@@ -124,8 +125,11 @@ export async function launch(opts: LaunchOptions, ui: Ui = createUi({ json: opts
   const submitted: string[] = [];
   let finished = false;
   try {
-    services = await guard(startServices(opts, sup, ui, logs, dataDir));
-    jobsApi = await guard(connectJobs(services.grpc));
+    // One bearer token for the run: every service started here requires it for its mutating calls, the trainer and
+    // this process send it. Generated unless given, and never printed.
+    const authToken = opts.authToken ?? randomBytes(32).toString("hex");
+    services = await guard(startServices(opts, sup, ui, logs, dataDir, authToken));
+    jobsApi = await guard(connectJobs(services.grpc, 10_000, authToken));
 
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
     const recipes = opts.compareBf16 && opts.recipe !== "bf16" ? [opts.recipe, "bf16"] : [opts.recipe];
@@ -221,10 +225,22 @@ export async function launch(opts: LaunchOptions, ui: Ui = createUi({ json: opts
   }
 }
 
-async function startServices(opts: LaunchOptions, sup: Supervisor, ui: Ui, logs: string, dataDir: string): Promise<Services> {
+/**
+ * The environment of every child: the launcher's, with the run's token as OCTET_AUTH_TOKEN and no other token
+ * variable (a service-specific OCTET_<SERVICE>_AUTH_TOKEN or a token file would win over it, and the children
+ * must agree on one token).
+ */
+export function childEnvironment(env: NodeJS.ProcessEnv, authToken: string): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env, OCTET_LOG_LEVEL: env.OCTET_LOG_LEVEL ?? "info" };
+  for (const name of Object.keys(out)) if (/^OCTET_(?:\w+_)?AUTH_TOKEN(?:_FILE)?$/.test(name)) delete out[name];
+  out.OCTET_AUTH_TOKEN = authToken;
+  return out;
+}
+
+async function startServices(opts: LaunchOptions, sup: Supervisor, ui: Ui, logs: string, dataDir: string, authToken: string): Promise<Services> {
   const node = process.execPath;
   const timeout = opts.readyTimeoutMs;
-  const childEnv = { ...process.env, OCTET_LOG_LEVEL: process.env.OCTET_LOG_LEVEL ?? "info" };
+  const childEnv = childEnvironment(process.env, authToken);
 
   // Redis: the given one must answer; otherwise a private one.
   let redisUrl = opts.redis ?? "";

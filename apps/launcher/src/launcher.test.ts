@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { JobClient, status } from "@octet/jobs/client";
 import { groupMembers } from "./children.js";
 import { findExecutable, pingRedis } from "./redis.js";
 
@@ -187,25 +188,45 @@ test("Ctrl-C in the middle of the job: the job is cancelled, every service stopp
   }
 });
 
-test("--keep-open: the web view stays up after the report until Ctrl-C, then everything stops and the summary is printed", { skip: !haveRedis && "redis-server not installed", timeout: 120_000 }, async () => {
+test("--keep-open: the web view stays up after the report until Ctrl-C, then everything stops and the summary is printed; the services want the given token", { skip: !haveRedis && "redis-server not installed", timeout: 120_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), "octet-up-keep-"));
+  const token = "launcher-e2e-token-0123456789";
   try {
     const pages: Record<string, number> = {};
+    const refusals: number[] = [];
+    let listed = -1;
+    let grpc = "";
     let checked: Promise<void> | undefined;
     const r = await octetUp(["--config", "micro", "--steps", "5", "--out", out, "--keep-open"], {
+      env: { OCTET_AUTH_TOKEN: token },
       onLine: (o, child) => {
+        if (o.event === "service" && o.name === "orchestrator") grpc = String(o.grpc);
         if (o.event !== "keep-open" || checked) return;
         const web = String(o.web);
         const base = web.replace(/\/jobs\/.*$/, "");
         checked = (async () => {
-          for (const url of [web, `${base}/`, `${base}/queues`, `${base}/metrics`]) pages[url.slice(base.length) || "/"] = (await fetch(url)).status;
-          child.kill("SIGINT");
+          try {
+            for (const url of [web, `${base}/`, `${base}/queues`, `${base}/metrics`]) pages[url.slice(base.length) || "/"] = (await fetch(url)).status;
+            // The orchestrator it started answers reads to anyone, and submissions only with the token it was given.
+            const anonymous = new JobClient(grpc);
+            try {
+              await anonymous.submit({ config: "micro", steps: 1 }).catch((e: { code?: number }) => refusals.push(e.code ?? -1));
+              await anonymous.submit({ config: "micro", steps: 1 }, { asJson: true }).catch((e: { code?: number }) => refusals.push(e.code ?? -1));
+              listed = (await anonymous.list()).jobs.length;
+            } finally {
+              anonymous.close();
+            }
+          } finally {
+            child.kill("SIGINT");
+          }
         })();
       },
     });
     await checked;
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(Object.values(pages), [200, 200, 200, 200], JSON.stringify(pages));
+    assert.deepEqual(refusals, [status.UNAUTHENTICATED, status.UNAUTHENTICATED], "anonymous submissions are refused");
+    assert.equal(listed, 1, "reads are open: the run's one job");
     const last = JSON.parse(r.lines[r.lines.length - 1]) as Record<string, unknown>;
     assert.ok(Number.isFinite(last.finalLoss));
     await assertAllGone(startedPids(r));

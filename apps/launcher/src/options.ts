@@ -2,6 +2,7 @@
 
 import { Command, Option } from "commander";
 import { validateJobSpec } from "@octet/jobs";
+import { authTokenFromEnv } from "@octet/jobs/client";
 
 export interface LaunchOptions {
   config: string;
@@ -27,6 +28,12 @@ export interface LaunchOptions {
   readyTimeoutMs: number;
   /** JSON lines instead of a progress bar even on a terminal. */
   json: boolean;
+  /**
+   * Bearer token of the services (--auth-token-file, OCTET_AUTH_TOKEN_FILE, OCTET_AUTH_TOKEN). Undefined: the
+   * launcher makes one for the run; the services it starts require it, and it never leaves the launcher's
+   * children. Give one to reach services started elsewhere with a token (--orchestrator and the others).
+   */
+  authToken?: string;
 }
 
 function intFlag(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -66,6 +73,10 @@ export function buildCommand(): Command {
     .option("--web-port <n>", "HTTP port of the started orchestrator's web view (0: any free port)", intFlag("--web-port", 0, 65535), 0)
     .option("--ready-timeout <s>", "seconds each service has to become ready", intFlag("--ready-timeout", 1, 3600), 60)
     .option("--json", "JSON lines instead of a progress bar, even on a terminal", false)
+    .option(
+      "--auth-token-file <file>",
+      "bearer token of the services (env OCTET_AUTH_TOKEN_FILE or OCTET_AUTH_TOKEN; default: a new one for this run, given to the services it starts)",
+    )
     .showHelpAfterError()
     .allowExcessArguments(false);
 }
@@ -77,6 +88,7 @@ export function parseOptions(argv: string[], cmd: Command = buildCommand().exitO
     config: string; recipe: string; steps?: number; seed: number; out: string; compareBf16: boolean; keepOpen: boolean;
     redis?: string; orchestrator?: string; web?: string; emaKeeper?: string; checkpointer?: string;
     trainers: number; cpuSlots: number; grpcPort: number; webPort: number; readyTimeout: number; json: boolean;
+    authTokenFile?: string;
   }>();
   const opts: LaunchOptions = {
     config: o.config,
@@ -98,6 +110,8 @@ export function parseOptions(argv: string[], cmd: Command = buildCommand().exitO
     readyTimeoutMs: o.readyTimeout * 1000,
     json: o.json,
   };
+  const authToken = authTokenFromEnv({ file: o.authTokenFile }); // RangeError naming the flag or variable
+  if (authToken !== undefined) opts.authToken = authToken;
   checkOptions(opts);
   return opts;
 }

@@ -1,11 +1,11 @@
 // The launcher's JobsApi over the orchestrator's gRPC JobService, through JobClient (@octet/jobs/client).
 
-import { FINAL_STATES, JobClient } from "@octet/jobs/client";
+import { FINAL_STATES, JobClient, status } from "@octet/jobs/client";
 import type { JobOutcome, JobsApi, JobState } from "./jobs.js";
 
-/** Connects to JobService at host:port (waits up to readyMs for the channel). */
-export async function connectJobs(address: string, readyMs = 10_000): Promise<JobsApi> {
-  const client = new JobClient(address);
+/** Connects to JobService at host:port (waits up to readyMs for the channel); submits and cancels with authToken. */
+export async function connectJobs(address: string, readyMs = 10_000, authToken?: string): Promise<JobsApi> {
+  const client = new JobClient(address, authToken !== undefined ? { authToken } : {});
   try {
     await client.waitForReady(readyMs);
   } catch (e) {
@@ -14,8 +14,18 @@ export async function connectJobs(address: string, readyMs = 10_000): Promise<Jo
   }
   return {
     async submit(spec) {
-      const { job } = await client.submit(spec);
-      return job.id;
+      try {
+        const { job } = await client.submit(spec);
+        return job.id;
+      } catch (e) {
+        if ((e as { code?: number }).code === status.UNAUTHENTICATED) {
+          throw new Error(
+            `the orchestrator at ${address} refused the job: ${(e as { details?: string }).details ?? (e as Error).message}. ` +
+              "Give octet-up its token with --auth-token-file or OCTET_AUTH_TOKEN.",
+          );
+        }
+        throw e;
+      }
     },
 
     async follow(id, onUpdate, signal): Promise<JobOutcome> {

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import type { JobProgress, JobResult } from "@octet/jobs";
 import { lineChartSvg, smooth, ticks } from "@octet/plot";
-import { emaReady, jsonReady } from "./launch.js";
+import { childEnvironment, emaReady, jsonReady } from "./launch.js";
 import { parseOptions } from "./options.js";
 import { checkpointPath, curveSvg, relDiff, reportLines } from "./report.js";
 import { eta, formatDuration } from "./ui.js";
@@ -51,6 +51,23 @@ test("options: defaults, validation naming the flag, and the recipe/config check
   assert.throws(() => parseOptions(["--orchestrator", "nohostport"]), /--orchestrator must be host:port/);
   assert.throws(() => parseOptions(["--orchestrator", "h:1"]), /needs the orchestrator's Redis/);
   assert.equal(parseOptions(["--orchestrator", "h:1", "--trainers", "0"]).orchestrator, "h:1");
+});
+
+test("the bearer token: --auth-token-file (checked like the services check it), else none and the launcher makes one", () => {
+  const dir = mkdtempSync(join(tmpdir(), "octet-up-token-"));
+  try {
+    const file = join(dir, "token");
+    writeFileSync(file, "launcher-test-token-0123456789\n");
+    assert.equal(parseOptions(["--auth-token-file", file]).authToken, "launcher-test-token-0123456789");
+    writeFileSync(file, "short\n");
+    assert.throws(() => parseOptions(["--auth-token-file", file]), /--auth-token-file \(.*\) must be 16 to 4096 characters long/);
+    if (process.env.OCTET_AUTH_TOKEN === undefined && process.env.OCTET_AUTH_TOKEN_FILE === undefined) assert.equal(parseOptions([]).authToken, undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // The children get the run's token as OCTET_AUTH_TOKEN and no other token variable, which would win over it.
+  const env = childEnvironment({ PATH: "/bin", OCTET_AUTH_TOKEN: "old", OCTET_AUTH_TOKEN_FILE: "/t", OCTET_EMA_AUTH_TOKEN: "x", OCTET_CHECKPOINTER_AUTH_TOKEN_FILE: "/y", OCTET_EMA_PORT: "1" }, "run-token");
+  assert.deepEqual(env, { PATH: "/bin", OCTET_EMA_PORT: "1", OCTET_LOG_LEVEL: "info", OCTET_AUTH_TOKEN: "run-token" });
 });
 
 test("checkpointPath: the trainer's relative path under the checkpointer's data dir", () => {
