@@ -7,7 +7,8 @@ import { eventFromProto, fitsTypedSpec, jobFromProto, specToProto, stateToProto 
 
 // The bearer token a client sends (ClientOptions.authToken) from --auth-token-file / OCTET_AUTH_TOKEN(_FILE), checked
 // as the services check theirs: what a program needs that submits to an orchestrator started with a token.
-export { authTokenFromEnv, checkAuthToken, SHARED_AUTH_TOKEN_VAR, type ClientOptions } from "@octet/proto";
+// And the status codes its errors carry (err.code), e.g. status.UNAUTHENTICATED.
+export { authTokenFromEnv, checkAuthToken, status, SHARED_AUTH_TOKEN_VAR, type ClientOptions } from "@octet/proto";
 
 // The views the client returns, so that one import serves a client's user.
 export { FINAL_STATES, JOB_STATES, type CancelOutcome, type CheckpointRef, type JobStateName, type JobView, type ListPage, type QueueCounts, type WatchEvent } from "./view.js";
