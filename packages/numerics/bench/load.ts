@@ -36,13 +36,14 @@ const BLOCKS: [number, number][] = [[1, 128], [128, 1], [128, 128]];
 const FORMAT_CODE: Record<Fp8Format, number> = { e4m3: 1, e5m2: 2 };
 const SCALE_CODE: Record<ScaleKind, number> = { fp32: 1, pow2: 2 };
 
-/** Distinct requests per kind. The clients draw from a pool, so that building requests costs this process little
- *  beside the service (two cores may be all there is); each answer is still checked. */
-const POOL = 48;
 
 /** A request of a kind: "quantize" (float32 or bf16 input), "quantize-f32" (float32 input), "dequantize", "stream"
  *  (a large float32 quantize). */
 type Variant = "quantize" | "quantize-f32" | "dequantize" | "stream";
+
+/** Distinct requests per variant. The clients draw from these pools, so that building requests costs this process
+ *  little beside the service (two cores may be all there is); each answer is still checked. */
+const POOL: Record<Variant, number> = { quantize: 48, "quantize-f32": 16, dequantize: 48, stream: 6 };
 
 function jobOf(variant: Variant, seed: number): Job {
   const rng = new Rng(seed);
@@ -64,7 +65,7 @@ const payloads = new Map<string, { job: Job; payload: Payload }>();
 
 /** A request from the pool of its variant: its job and payload (built once). */
 function request(variant: Variant, rng: Rng): { seed: number; job: Job; payload: Payload } {
-  const seed = 1 + rng.int(POOL);
+  const seed = 1 + rng.int(POOL[variant]);
   const key = `${variant}:${seed}`;
   let hit = payloads.get(key);
   if (!hit) {
@@ -270,7 +271,7 @@ await runLoadTest<Ctx>({
   kinds,
   notes: [
     "The service keeps no state: what must hold is that every answer is the one the library gives, whatever ran beside it.",
-    `The clients draw their requests from pools of ${POOL} per kind (so that building them costs this process little) and`,
+    `The clients draw their requests from pools (${Object.entries(POOL).map(([v, n]) => `${n} ${v}`).join(", ")}; so that building them costs this process little) and`,
     "remember each accepted one by its seed and the SHA-256 of the answer. Afterwards the replay makes every distinct request",
     "again from its seed and runs it, one after another, through @octet/numerics' quantize / dequantize in this process; every",
     "answer the service gave must have the replay's digest.",

@@ -595,7 +595,7 @@ export async function runLoadTest<Ctx>(scenario: LoadScenario<Ctx>, argv: string
     lines.push(`- **Result: ${failures.length === 0 ? "PASS" : "FAIL"}**`);
     for (const f of failures) lines.push(`  - ${f}`);
     lines.push(`- ${new Date().toISOString().slice(0, 10)}, commit ${commit()}`);
-    lines.push(`- ${machineLine}`);
+    lines.push(`- ${machineLine}; the clients and the service share it (on few cores they compete for them)`);
     if (flags.skip.length > 0) lines.push(`- **Left out (--skip): ${flags.skip.join(", ")}**`);
     lines.push(`- ${flags.clients} concurrent clients (one connection each) for ${flags.durationS} s (${loadS.toFixed(1)} s measured), seed ${flags.seed}; bearer token ${AUTH_TOKEN ? "set (OCTET_AUTH_TOKEN)" : "not set"}`);
     lines.push(`- The service: its bin as a child process on 127.0.0.1, default limits; peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB; SIGTERM → exit ${stopped.code ?? stopped.signal} in ${stopped.ms} ms`);
