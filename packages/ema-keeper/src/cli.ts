@@ -20,7 +20,7 @@ const program = new Command()
     "--auth-token-file <file>",
     "bearer token that RegisterRun, PushParameters, ImportEma and DropRun require (OCTET_EMA_AUTH_TOKEN_FILE, OCTET_EMA_AUTH_TOKEN, OCTET_AUTH_TOKEN_FILE, OCTET_AUTH_TOKEN; default none)",
   )
-  .option("--max-ema-bytes <n>", "fp32 EMA bytes of all runs together; larger registrations are refused (OCTET_EMA_MAX_EMA_BYTES, default half of physical memory)")
+  .option("--max-ema-bytes <n>", "fp32 EMA bytes of all runs together; larger registrations are refused (OCTET_EMA_MAX_EMA_BYTES, default half of physical memory or of the container's limit)")
   .option("--max-queued-steps <n>", "complete steps waiting for the applier before pushes are held (OCTET_EMA_MAX_QUEUED_STEPS, default 2)")
   .option("--max-pending-steps <n>", "incomplete steps kept per run (OCTET_EMA_MAX_PENDING_STEPS, default 8)")
   .option("--max-tensors-per-run <n>", "(OCTET_EMA_MAX_TENSORS_PER_RUN, default 100000)")

@@ -7,6 +7,7 @@ export {
   PushBuilder,
   metadataOf,
   defaultMaxEmaBytes,
+  availableMemory,
   DEFAULT_MAX_EMA_FRACTION,
   type EmaKeeperOptions,
   type NormalizedRunSpec,

@@ -49,7 +49,8 @@ export interface EmaKeeperOptions {
   maxPendingSteps?: number;
   /**
    * Upper bound on the fp32 EMA bytes of all runs together; a registration beyond it is refused
-   * (RESOURCE_EXHAUSTED). Default: half of the machine's physical memory (defaultMaxEmaBytes()).
+   * (RESOURCE_EXHAUSTED). Default: half of the machine's physical memory, or of the container's memory limit when
+   * that is lower (defaultMaxEmaBytes()).
    */
   maxEmaBytes?: number;
   /** Upper bound on tensors per run (default 100 000). */
@@ -113,9 +114,17 @@ export interface EmaSnapshot {
 /** The share of physical memory the EMAs of all runs may take when maxEmaBytes is not given. */
 export const DEFAULT_MAX_EMA_FRACTION = 0.5;
 
-/** The default maxEmaBytes: DEFAULT_MAX_EMA_FRACTION of os.totalmem(). */
+/** The memory this process may use: os.totalmem(), or less when a cgroup (a container's limit) says so. */
+export function availableMemory(): number {
+  const total = totalmem();
+  // undefined (Node 20) or 0 (later) when there is no limit; cgroup v2 without a limit reports more than total.
+  const limit = process.constrainedMemory?.() ?? 0;
+  return limit > 0 ? Math.min(total, limit) : total;
+}
+
+/** The default maxEmaBytes: DEFAULT_MAX_EMA_FRACTION of availableMemory(). */
 export function defaultMaxEmaBytes(): number {
-  return Math.floor(totalmem() * DEFAULT_MAX_EMA_FRACTION);
+  return Math.floor(availableMemory() * DEFAULT_MAX_EMA_FRACTION);
 }
 
 /** "2199023255552 bytes (2.0 TiB)". */
