@@ -1,110 +1,181 @@
+// The loader, on real Node-API addons: a small one is compiled once (g++ against the Node headers) and copied
+// where node-gyp-build looks for a package's binary, a local build (build/Release) or a prebuilt one
+// (prebuilds/<platform>-<arch>, named as prebuildify names it).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { execFileSync, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { arch, platform, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { loadNativeAddon, nativeAddonPath } from "./index.js";
 
-// Each case gets a package directory of its own with build/Release/<file> (CommonJS modules stand in for
-// .node files: the loader require()s either the same way).
-let root: string;
-let cases = 0;
+const nodeInclude = join(dirname(process.execPath), "..", "include", "node");
+const compiler = spawnSync("g++", ["--version"]).status === 0 ? "g++" : null;
+const skipCompile = !compiler ? "g++ is not installed" : !existsSync(join(nodeInclude, "node_api.h")) ? `no Node headers at ${nodeInclude}` : false;
 
-function packageWith(file: string, contents: string | Buffer): string {
-  const dir = join(root, `pkg${cases++}`);
-  mkdirSync(join(dir, "build", "Release"), { recursive: true });
-  writeFileSync(join(dir, "build", "Release", file), contents);
-  return dir;
+// add(a, b) = a + b + offset; info() = "ok"; setOffset(v).
+const ADDON = String.raw`
+#include <node_api.h>
+static double offset = 0;
+static napi_value Add(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2]; double a = 0, b = 0;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_get_value_double(env, argv[0], &a); napi_get_value_double(env, argv[1], &b);
+  napi_value out; napi_create_double(env, a + b + offset, &out); return out;
 }
+static napi_value Info(napi_env env, napi_callback_info) {
+  napi_value out; napi_create_string_utf8(env, "ok", NAPI_AUTO_LENGTH, &out); return out;
+}
+static napi_value SetOffset(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_get_value_double(env, argv[0], &offset); return nullptr;
+}
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+    {"add", nullptr, Add, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+    {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+    {"setOffset", nullptr, SetOffset, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  napi_define_properties(env, exports, 3, props);
+  return exports;
+}
+`;
 
 interface Kernels {
   add(a: number, b: number): number;
   info(): string;
+  setOffset(v: number): void;
+}
+
+let root: string;
+let binary: string;
+let cases = 0;
+
+// A package directory of its own (a package.json, as node-gyp-build reads one) with the binary at `relative`.
+function packageWith(relative: string | null, contents?: Buffer): string {
+  const dir = join(root, `pkg${cases++}`);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "@octet/example", version: "0.0.0" }));
+  if (relative !== null) {
+    mkdirSync(dirname(join(dir, relative)), { recursive: true });
+    if (contents) writeFileSync(join(dir, relative), contents);
+    else copyFileSync(binary, join(dir, relative));
+  }
+  return dir;
 }
 
 const ENV = "OCTET_NATIVE_COMMON_TEST_BACKEND";
-const spec = (packageRoot: string | URL, file: string) =>
-  ({ packageRoot, file, packageName: "@octet/example", envVar: ENV, functions: ["add", "info"] as const });
+const spec = (packageRoot: string | URL) => ({ packageRoot, packageName: "@octet/example", envVar: ENV, functions: ["add", "info"] as const });
+const PREBUILT = join("prebuilds", `${platform()}-${arch()}`, "@octet+example.node");
 
 before(() => {
   root = mkdtempSync(join(tmpdir(), "octet-native-common-"));
+  if (skipCompile) return;
+  const source = join(root, "addon.cc");
+  binary = join(root, "addon.node");
+  writeFileSync(source, ADDON);
+  execFileSync(compiler!, ["-std=c++17", "-O1", "-shared", "-fPIC", "-I", nodeInclude, source, "-o", binary]);
 });
 after(() => {
   rmSync(root, { recursive: true, force: true });
   delete process.env[ENV];
 });
 
-test("loads the addon, checks its functions and initializes it once", () => {
-  const dir = packageWith("ok.cjs", "let n = 0; module.exports = { add: (a, b) => a + b + n, info: () => 'ok', setOffset: (v) => { n = v; } };");
+test("a local build (build/Release) loads, is checked and initialized once", { skip: skipCompile }, () => {
+  const dir = packageWith(join("build", "Release", "octet_example.node"));
   const seen: unknown[] = [];
-  const load = loadNativeAddon<Kernels & { setOffset(v: number): void }>({
-    ...spec(dir, "ok.cjs"),
+  const load = loadNativeAddon<Kernels>({
+    ...spec(dir),
     initialize: (addon) => {
       seen.push(addon);
       addon.setOffset(10);
     },
   });
   assert.equal(load.reason, null);
-  assert.equal(load.path, join(dir, "build", "Release", "ok.cjs"));
+  assert.equal(load.path, join(dir, "build", "Release", "octet_example.node"));
   assert.ok(load.addon);
   assert.deepEqual(seen, [load.addon]);
   assert.equal(load.addon.add(1, 2), 13);
 });
 
-test("the package root may be a file: URL (new URL('..', import.meta.url))", () => {
-  const dir = packageWith("url.cjs", "module.exports = { add: (a, b) => a + b, info: () => 'url' };");
-  const fromSrc = new URL("..", pathToFileURL(join(dir, "src", "native.ts")));
-  const load = loadNativeAddon<Kernels>(spec(fromSrc, "url.cjs"));
+test("without a local build, the package's prebuilt binary for this platform loads", { skip: skipCompile }, () => {
+  const dir = packageWith(PREBUILT);
+  const load = loadNativeAddon<Kernels>(spec(dir));
   assert.equal(load.reason, null);
-  assert.equal(load.addon?.info(), "url");
-  assert.equal(nativeAddonPath(fromSrc, "url.cjs"), join(dir, "build", "Release", "url.cjs"));
+  assert.equal(load.path, join(dir, PREBUILT));
+  assert.equal(load.addon?.info(), "ok");
+  // A prebuilt binary for another platform is not picked.
+  const other = packageWith(join("prebuilds", platform() === "linux" ? "darwin-x64" : "linux-x64", "@octet+example.node"));
+  assert.equal(nativeAddonPath(other), null);
 });
 
-test("the environment variable disables an addon that exists", () => {
-  const dir = packageWith("off.cjs", "module.exports = { add: () => 0, info: () => 'off' };");
+test("a local build wins over the prebuilt binary (what `npm run build` or `npm rebuild` made is what runs)", { skip: skipCompile }, () => {
+  const dir = packageWith(PREBUILT);
+  mkdirSync(join(dir, "build", "Release"), { recursive: true });
+  copyFileSync(binary, join(dir, "build", "Release", "octet_example.node"));
+  assert.equal(nativeAddonPath(dir), join(dir, "build", "Release", "octet_example.node"));
+});
+
+test("the package root may be a file: URL (new URL('..', import.meta.url))", { skip: skipCompile }, () => {
+  const dir = packageWith(join("build", "Release", "octet_example.node"));
+  const fromSrc = new URL("..", pathToFileURL(join(dir, "src", "native.ts")));
+  const load = loadNativeAddon<Kernels>(spec(fromSrc));
+  assert.equal(load.reason, null);
+  assert.equal(load.addon?.info(), "ok");
+  assert.equal(nativeAddonPath(fromSrc), join(dir, "build", "Release", "octet_example.node"));
+});
+
+test("the environment variable disables an addon that exists", { skip: skipCompile }, () => {
+  const dir = packageWith(join("build", "Release", "octet_example.node"));
   process.env[ENV] = "typescript";
   try {
-    const load = loadNativeAddon<Kernels>(spec(dir, "off.cjs"));
+    const load = loadNativeAddon<Kernels>(spec(dir));
     assert.equal(load.addon, null);
     assert.equal(load.reason, `disabled by ${ENV}=typescript`);
+    assert.equal(load.path, join(dir, "build", "Release", "octet_example.node"));
   } finally {
     delete process.env[ENV];
   }
   process.env[ENV] = "native";
   try {
-    assert.equal(loadNativeAddon<Kernels>(spec(dir, "off.cjs")).reason, null, "only the value typescript disables");
+    assert.equal(loadNativeAddon<Kernels>(spec(dir)).reason, null, "only the value typescript disables");
   } finally {
     delete process.env[ENV];
   }
 });
 
-test("a missing addon says where it was looked for and how to build it", () => {
-  const dir = join(root, "never-built");
-  const load = loadNativeAddon<Kernels>(spec(dir, "missing.node"));
-  const path = join(dir, "build", "Release", "missing.node");
+test("no binary at all: the reason names the platform and how to get one, here and in an installed package", () => {
+  const dir = packageWith(null);
+  const load = loadNativeAddon<Kernels>(spec(dir));
   assert.equal(load.addon, null);
-  assert.equal(load.reason, `addon not built (${path} is missing; run npm run build -w @octet/example)`);
+  assert.equal(load.path, null);
+  assert.equal(
+    load.reason,
+    `no native binary for ${platform()}-${arch()} (neither ${dir}/build/Release/*.node nor a prebuilds/${platform()}-${arch()} binary; ` +
+      "in the repository run npm run build -w @octet/example, in a project that installed it run npm rebuild @octet/example with a C++ compiler, make and python3)",
+  );
 });
 
 test("a file that is not a loadable addon is reported, not thrown", () => {
-  const dir = packageWith("garbage.node", Buffer.from("this is not an ELF shared object"));
-  const load = loadNativeAddon<Kernels>(spec(dir, "garbage.node"));
+  const dir = packageWith(join("build", "Release", "garbage.node"), Buffer.from("this is not an ELF shared object"));
+  const load = loadNativeAddon<Kernels>(spec(dir));
   assert.equal(load.addon, null);
   assert.match(load.reason ?? "", new RegExp(`^failed to load ${escape(join(dir, "build", "Release", "garbage.node"))}: `));
 });
 
-test("a stale build that lacks a function is not used", () => {
-  const dir = packageWith("stale.cjs", "module.exports = { add: (a, b) => a + b };");
-  const load = loadNativeAddon<Kernels>(spec(dir, "stale.cjs"));
+test("a stale build that lacks a function is not used", { skip: skipCompile }, () => {
+  const dir = packageWith(join("build", "Release", "octet_example.node"));
+  const load = loadNativeAddon<Kernels & { missing(): void }>({ ...spec(dir), functions: ["add", "info", "missing"] });
   assert.equal(load.addon, null);
-  assert.match(load.reason ?? "", /: the addon lacks info\(\) \(stale build\?\)$/);
+  assert.match(load.reason ?? "", /: the addon lacks missing\(\) \(stale build\?\)$/);
 });
 
-test("an initializer that throws makes the load fail with its message", () => {
-  const dir = packageWith("init.cjs", "module.exports = { add: (a, b) => a + b, info: () => 'init' };");
+test("an initializer that throws makes the load fail with its message", { skip: skipCompile }, () => {
+  const dir = packageWith(join("build", "Release", "octet_example.node"));
   const load = loadNativeAddon<Kernels>({
-    ...spec(dir, "init.cjs"),
+    ...spec(dir),
     initialize: () => {
       throw new Error("table has 31 entries");
     },
@@ -115,12 +186,12 @@ test("an initializer that throws makes the load fail with its message", () => {
 
 test("a malformed spec is a TypeError naming the field", () => {
   const dir = join(root, "unused");
-  assert.throws(() => loadNativeAddon<Kernels>({ ...spec(dir, "x.node"), envVar: "" }), { name: "TypeError", message: /envVar/ });
-  assert.throws(() => loadNativeAddon<Kernels>({ ...spec(dir, "x.node"), packageName: 3 as unknown as string }), { name: "TypeError", message: /packageName/ });
-  assert.throws(() => loadNativeAddon<Kernels>({ ...spec(dir, ""), functions: ["add"] }), { name: "TypeError", message: /file/ });
-  assert.throws(() => loadNativeAddon<Kernels>({ ...spec("", "x.node") }), { name: "TypeError", message: /packageRoot/ });
-  assert.throws(() => loadNativeAddon<Kernels>({ ...spec(dir, "x.node"), functions: "add" as unknown as ["add"] }), { name: "TypeError", message: /functions/ });
-  assert.throws(() => loadNativeAddon<Kernels>({ ...spec(dir, "x.node"), initialize: 1 as unknown as () => void }), { name: "TypeError", message: /initialize/ });
+  assert.throws(() => loadNativeAddon<Kernels>({ ...spec(dir), envVar: "" }), { name: "TypeError", message: /envVar/ });
+  assert.throws(() => loadNativeAddon<Kernels>({ ...spec(dir), packageName: 3 as unknown as string }), { name: "TypeError", message: /packageName/ });
+  assert.throws(() => loadNativeAddon<Kernels>({ ...spec("") }), { name: "TypeError", message: /packageRoot/ });
+  assert.throws(() => loadNativeAddon<Kernels>({ ...spec(dir), functions: "add" as unknown as ["add"] }), { name: "TypeError", message: /functions/ });
+  assert.throws(() => loadNativeAddon<Kernels>({ ...spec(dir), initialize: 1 as unknown as () => void }), { name: "TypeError", message: /initialize/ });
+  assert.throws(() => nativeAddonPath(""), { name: "TypeError", message: /packageRoot/ });
 });
 
 function escape(s: string): string {

@@ -1,11 +1,32 @@
 // Node-API bindings of the native CPU kernels (module octet_numerics). The argument readers, the error guard
-// and info()'s object come from @octet/native-common (include/octet/native/napi.h).
+// and info()'s object come from @octet/native-common (include/octet/native/napi.h). The kernels are compiled
+// once per instruction set; Init picks one copy for the process (octet/native/isa.h: the best the CPU runs,
+// or OCTET_NATIVE_ISA).
 #include <octet/native/napi.h>
 
 #include <string>
 #include "common.h"
 
 namespace {
+
+// The copies of the kernels in this build, indexed by octet_native::Isa (scalar, avx2, avx512).
+const octet::Kernels* const kCompiled[3] = {
+    &octet::scalar::kernels,
+#if defined(OCTET_HAVE_AVX2)
+    &octet::avx2::kernels,
+#else
+    nullptr,
+#endif
+#if defined(OCTET_HAVE_AVX512)
+    &octet::avx512::kernels,
+#else
+    nullptr,
+#endif
+};
+
+// The copy this process runs (set once, by Init).
+octet_native::Isa g_isa = octet_native::Isa::scalar;
+const octet::Kernels* g_kernels = kCompiled[0];
 
 using octet_native::guarded;
 using octet_native::need;
@@ -26,16 +47,6 @@ struct Args : octet_native::Args {
   }
 };
 
-const char* isa_description() {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  return "avx512 (14x32 fp32 microkernel)";
-#elif defined(__AVX2__)
-  return "avx2 (portable vector microkernel)";
-#else
-  return "generic (portable vector microkernel)";
-#endif
-}
-
 // quantize(x, rows, cols, blockRows, blockCols, format, pow2) -> { data, scales, firstNonFinite }
 napi_value Quantize(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
@@ -51,7 +62,7 @@ napi_value Quantize(napi_env env, napi_callback_info info) {
     uint8_t* data; float* scales;
     napi_value vd = new_typed(env, napi_uint8_array, rows * cols, &data);
     napi_value vs = new_typed(env, napi_float32_array, grid, &scales);
-    const int64_t first = octet::quantize(x, rows, cols, br, bc, fmt, pow2, data, scales);
+    const int64_t first = g_kernels->quantize(x, rows, cols, br, bc, fmt, pow2, data, scales);
     napi_value out;
     napi_create_object(env, &out);
     set(env, out, "data", vd);
@@ -76,7 +87,7 @@ napi_value QuantizeTiledBoth(napi_env env, napi_callback_info info) {
     napi_value vrs = new_typed(env, napi_float32_array, rows * ((cols + 127) / 128), &rs);
     napi_value vcd = new_typed(env, napi_uint8_array, rows * cols, &cd);
     napi_value vcs = new_typed(env, napi_float32_array, ((rows + 127) / 128) * cols, &cs);
-    const int64_t first = octet::quantize_tiled_both(x, rows, cols, fmt, pow2, rd, rs, cd, cs);
+    const int64_t first = g_kernels->quantize_tiled_both(x, rows, cols, fmt, pow2, rd, rs, cd, cs);
     napi_value out, rw, cw;
     napi_create_object(env, &out);
     napi_create_object(env, &rw);
@@ -113,7 +124,7 @@ napi_value ScaledMatmul(napi_env env, napi_callback_info info) {
     need(abc % P == 0 && bbc % P == 0, "scaledMatmul: promoteEvery must divide both operands' block columns");
     float* c;
     napi_value out = new_typed(env, napi_float32_array, M * N, &c);
-    octet::scaled_matmul(ad, as, M, K, abr, abc, afmt, bd, bs, N, bbr, bbc, bfmt, P, c);
+    g_kernels->scaled_matmul(ad, as, M, K, abr, abc, afmt, bd, bs, N, bbr, bbc, bfmt, P, c);
     return out;
   });
 }
@@ -135,10 +146,10 @@ napi_value plain_matmul(napi_env env, napi_callback_info info, const char* fn, F
 }
 
 napi_value MatmulF32(napi_env env, napi_callback_info info) {
-  return plain_matmul<float, napi_float32_array>(env, info, "matmulF32", octet::matmul_f32);
+  return plain_matmul<float, napi_float32_array>(env, info, "matmulF32", g_kernels->matmul_f32);
 }
 napi_value MatmulBf16(napi_env env, napi_callback_info info) {
-  return plain_matmul<uint16_t, napi_uint16_array>(env, info, "matmulBf16", octet::matmul_bf16);
+  return plain_matmul<uint16_t, napi_uint16_array>(env, info, "matmulBf16", g_kernels->matmul_bf16);
 }
 
 napi_value EncodeFp8(napi_env env, napi_callback_info info) {
@@ -149,7 +160,7 @@ napi_value EncodeFp8(napi_env env, napi_callback_info info) {
     const int fmt = a.format(1, "format");
     uint8_t* out;
     napi_value v = new_typed(env, napi_uint8_array, n, &out);
-    octet::encode_fp8_array(x, (int64_t)n, fmt, a.flag(2), out);
+    g_kernels->encode_fp8_array(x, (int64_t)n, fmt, a.flag(2), out);
     return v;
   });
 }
@@ -162,7 +173,7 @@ napi_value DecodeFp8(napi_env env, napi_callback_info info) {
     const int fmt = a.format(1, "format");
     float* out;
     napi_value v = new_typed(env, napi_float32_array, n, &out);
-    octet::decode_fp8_array(x, (int64_t)n, fmt, out);
+    g_kernels->decode_fp8_array(x, (int64_t)n, fmt, out);
     return v;
   });
 }
@@ -174,16 +185,29 @@ napi_value EncodeBf16(napi_env env, napi_callback_info info) {
     const float* x = a.typed<float>(0, napi_float32_array, &n, "x");
     uint16_t* out;
     napi_value v = new_typed(env, napi_uint16_array, n, &out);
-    octet::encode_bf16_array(x, (int64_t)n, out);
+    g_kernels->encode_bf16_array(x, (int64_t)n, out);
     return v;
   });
 }
 
 napi_value Info(napi_env env, napi_callback_info) {
-  return guarded(env, [&] { return octet_native::build_info(env, octet::pool().threads(), isa_description()); });
+  return guarded(env, [&] {
+    bool compiled[3];
+    for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
+    return octet_native::build_info(env, octet::pool().threads(), g_isa, g_kernels->description, compiled);
+  });
 }
 
 napi_value Init(napi_env env, napi_value exports) {
+  // A bad or unsupported OCTET_NATIVE_ISA makes require() throw a RangeError (the loader reports it).
+  bool compiled[3];
+  for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
+  if (!guarded(env, [&] {
+        g_isa = octet_native::select_isa(compiled);
+        g_kernels = kCompiled[(int)g_isa];
+        return exports;
+      }))
+    return nullptr;
   const napi_property_descriptor props[] = {
       {"quantize", nullptr, Quantize, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"quantizeTiledBoth", nullptr, QuantizeTiledBoth, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

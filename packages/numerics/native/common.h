@@ -1,6 +1,9 @@
-// Shared helpers of the numerics kernels: aligned buffers, FP8 encode/decode, the kernels' declarations.
+// What every copy of the numerics kernels shares (compiled for the baseline target: see
+// @octet/native-common's octet/native/isa.h): aligned buffers, the scalar FP8 conversions, the FP8 decode
+// tables, and the table of one instruction set's kernels that the addon picks at load.
 // The thread pool and FP guard come from @octet/native-common (include/octet/native/pool.h).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -8,6 +11,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
+#include <octet/native/isa.h>
 #include <octet/native/pool.h>
 
 namespace octet {
@@ -71,63 +75,62 @@ inline uint8_t encode_e5m2(float x) {
 }
 inline uint8_t encode_fp8(float x, int fmt) { return fmt == 0 ? encode_e4m3(x) : encode_e5m2(x); }
 
-// 256-entry decode tables (code -> float32), fmt 0 = e4m3fn, 1 = e5m2.
-const float* decode_table(int fmt);
-
-#if defined(__AVX512F__)
-// 16 lanes of the same conversions; returns the codes in the low byte of each 32-bit lane.
-inline __m512i encode_e4m3_v(__m512 y) {
-  const __m512i bits = _mm512_castps_si512(y);
-  const __m512i sign = _mm512_and_si512(bits, _mm512_set1_epi32((int)0x80000000u));
-  const __m512i f = _mm512_xor_si512(bits, sign);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(f, 20), _mm512_set1_epi32(1));
-  __m512i norm = _mm512_add_epi32(f, _mm512_set1_epi32((int)((0u - (120u << 23)) + 0x7FFFFu)));
-  norm = _mm512_srli_epi32(_mm512_add_epi32(norm, odd), 20);
-  const __m512 sub_f = _mm512_add_ps(_mm512_castsi512_ps(f), _mm512_castsi512_ps(_mm512_set1_epi32(141 << 23)));
-  const __m512i sub = _mm512_sub_epi32(_mm512_castps_si512(sub_f), _mm512_set1_epi32(141 << 23));
-  const __mmask16 is_sub = _mm512_cmplt_epu32_mask(f, _mm512_set1_epi32(121 << 23));
-  const __mmask16 is_ovf = _mm512_cmpge_epu32_mask(f, _mm512_set1_epi32(1087 << 20));
-  __m512i r = _mm512_mask_blend_epi32(is_sub, norm, sub);
-  r = _mm512_mask_mov_epi32(r, is_ovf, _mm512_set1_epi32(0x7F));
-  return _mm512_or_si512(r, _mm512_srli_epi32(sign, 24));
+// 256-entry decode tables (code -> float32), fmt 0 = e4m3fn, 1 = e5m2. One copy for all instruction sets
+// (an inline function's static: the linker keeps one).
+inline const float* decode_table(int fmt) {
+  struct Tables {
+    alignas(64) float t[2][256];
+    Tables() {
+      for (int f = 0; f < 2; f++) {
+        const int ebits = f == 0 ? 4 : 5, mbits = f == 0 ? 3 : 2, bias = f == 0 ? 7 : 15;
+        const int emask = (1 << ebits) - 1, mscale = 1 << mbits;
+        for (int code = 0; code < 256; code++) {
+          const bool neg = code & 0x80;
+          const int e = (code >> mbits) & emask, m = code & (mscale - 1);
+          double v;
+          if (f == 0 && e == emask && m == mscale - 1) v = NAN;
+          else if (f == 1 && e == emask) v = m == 0 ? INFINITY : NAN;
+          else if (e == 0) v = std::ldexp((double)m / mscale, 1 - bias);
+          else v = std::ldexp(1.0 + (double)m / mscale, e - bias);
+          t[f][code] = (float)(neg ? -v : v);
+        }
+      }
+    }
+  };
+  static const Tables tables;
+  return tables.t[fmt == 0 ? 0 : 1];
 }
-inline __m512i encode_e5m2_v(__m512 y) {
-  const __m512i bits = _mm512_castps_si512(y);
-  const __m512i sign = _mm512_and_si512(bits, _mm512_set1_epi32((int)0x80000000u));
-  const __m512i f = _mm512_xor_si512(bits, sign);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(f, 21), _mm512_set1_epi32(1));
-  __m512i norm = _mm512_add_epi32(f, _mm512_set1_epi32((int)((0u - (112u << 23)) + 0xFFFFFu)));
-  norm = _mm512_srli_epi32(_mm512_add_epi32(norm, odd), 21);
-  const __m512 sub_f = _mm512_add_ps(_mm512_castsi512_ps(f), _mm512_castsi512_ps(_mm512_set1_epi32(134 << 23)));
-  const __m512i sub = _mm512_sub_epi32(_mm512_castps_si512(sub_f), _mm512_set1_epi32(134 << 23));
-  const __mmask16 is_sub = _mm512_cmplt_epu32_mask(f, _mm512_set1_epi32(113 << 23));
-  const __mmask16 is_ovf = _mm512_cmpge_epu32_mask(f, _mm512_set1_epi32(143 << 23));
-  const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(f, _mm512_set1_epi32(255 << 23));
-  __m512i r = _mm512_mask_blend_epi32(is_sub, norm, sub);
-  r = _mm512_mask_mov_epi32(r, is_ovf, _mm512_set1_epi32(0x7C));
-  r = _mm512_mask_mov_epi32(r, is_nan, _mm512_set1_epi32(0x7F));
-  return _mm512_or_si512(r, _mm512_srli_epi32(sign, 24));
-}
-inline __m512i encode_fp8_v(__m512 y, int fmt) { return fmt == 0 ? encode_e4m3_v(y) : encode_e5m2_v(y); }
-#endif
 
 // ---- kernels ---------------------------------------------------------------------------------------
-// Returns the flat index of the first non-finite input or -1. data: rows*cols codes; scales: grid.
-int64_t quantize(const float* x, int64_t rows, int64_t cols, int64_t br, int64_t bc, int fmt, bool pow2,
-                 uint8_t* data, float* scales);
-// [1,128] (rowData/rowScales, grid [rows, ceil(cols/128)]) and [128,1] (colData/colScales, grid
-// [ceil(rows/128), cols]) in one read of x.
-int64_t quantize_tiled_both(const float* x, int64_t rows, int64_t cols, int fmt, bool pow2, uint8_t* row_data,
-                            float* row_scales, uint8_t* col_data, float* col_scales);
-void encode_fp8_array(const float* x, int64_t n, int fmt, bool saturate, uint8_t* out);
-void decode_fp8_array(const uint8_t* x, int64_t n, int fmt, float* out);
-void encode_bf16_array(const float* x, int64_t n, uint16_t* out);
+// One instruction set's copy of the kernels (declared in kernels.h, compiled once per ISA by binding.gyp).
+// The addon picks one table when it loads (addon.cc); every table computes the same bits.
+struct Kernels {
+  // Returns the flat index of the first non-finite input or -1. data: rows*cols codes; scales: grid.
+  int64_t (*quantize)(const float* x, int64_t rows, int64_t cols, int64_t br, int64_t bc, int fmt, bool pow2,
+                      uint8_t* data, float* scales);
+  // [1,128] (rowData/rowScales, grid [rows, ceil(cols/128)]) and [128,1] (colData/colScales, grid
+  // [ceil(rows/128), cols]) in one read of x.
+  int64_t (*quantize_tiled_both)(const float* x, int64_t rows, int64_t cols, int fmt, bool pow2, uint8_t* row_data,
+                                 float* row_scales, uint8_t* col_data, float* col_scales);
+  void (*encode_fp8_array)(const float* x, int64_t n, int fmt, bool saturate, uint8_t* out);
+  void (*decode_fp8_array)(const uint8_t* x, int64_t n, int fmt, float* out);
+  void (*encode_bf16_array)(const float* x, int64_t n, uint16_t* out);
+  // C[M,N] = A[M,K] . B[N,K]^T, promoted block-scaled FP8 (DeepSeek-V3).
+  void (*scaled_matmul)(const uint8_t* a, const float* a_scales, int64_t M, int64_t K, int64_t abr, int64_t abc, int afmt,
+                        const uint8_t* b, const float* b_scales, int64_t N, int64_t bbr, int64_t bbc, int bfmt,
+                        int64_t promote_every, float* c);
+  void (*matmul_f32)(const float* a, const float* b, int64_t M, int64_t N, int64_t K, float* c);
+  void (*matmul_bf16)(const uint16_t* a, const uint16_t* b, int64_t M, int64_t N, int64_t K, float* c);
+  // What this copy's vector code is, for info().
+  const char* description;
+};
 
-// C[M,N] = A[M,K] . B[N,K]^T, promoted block-scaled FP8 (DeepSeek-V3).
-void scaled_matmul(const uint8_t* a, const float* a_scales, int64_t M, int64_t K, int64_t abr, int64_t abc, int afmt,
-                   const uint8_t* b, const float* b_scales, int64_t N, int64_t bbr, int64_t bbc, int bfmt,
-                   int64_t promote_every, float* c);
-void matmul_f32(const float* a, const float* b, int64_t M, int64_t N, int64_t K, float* c);
-void matmul_bf16(const uint16_t* a, const uint16_t* b, int64_t M, int64_t N, int64_t K, float* c);
+namespace scalar { extern const Kernels kernels; }
+#if defined(OCTET_HAVE_AVX2)
+namespace avx2 { extern const Kernels kernels; }
+#endif
+#if defined(OCTET_HAVE_AVX512)
+namespace avx512 { extern const Kernels kernels; }
+#endif
 
 }  // namespace octet

@@ -5,40 +5,37 @@
 // MR x NR tile of accumulators in registers. For the promoted FP8 GEMM (DeepSeek-V3) the registers hold one
 // interval's partial sums of code products (exact products, sequential in k: the same roundings as the
 // specification); at the end of each interval they are multiplied by f32(sa * sb) and added to C in memory.
+//
+// Compiled once per instruction set (kernels.h), each with its own tile: 14x32 (AVX-512: 28 zmm
+// accumulators), 6x16 (AVX2: 12 ymm), 4x8 (scalar: what SSE2's 16 xmm registers hold). The tile changes only
+// which outputs are computed together: every output is the same fused multiply-add chain over k within a
+// chunk of KC, then one add per chunk (one multiply-add per interval for the promoted GEMM), so every copy
+// gives the same bits.
 #include <algorithm>
 #include <cmath>
-#include "common.h"
+#include <mutex>
+#include "kernels.h"
+
+OCTET_ISA_BEGIN
 
 namespace octet {
+namespace OCTET_ISA {
 
 namespace {
 
+#if OCTET_ISA_AVX512
 constexpr int MR = 14;
 constexpr int NR = 32;
-
-struct Tables {
-  alignas(64) float t[2][256];
-  Tables() {
-    for (int fmt = 0; fmt < 2; fmt++) {
-      const int ebits = fmt == 0 ? 4 : 5, mbits = fmt == 0 ? 3 : 2, bias = fmt == 0 ? 7 : 15;
-      const int emask = (1 << ebits) - 1, mscale = 1 << mbits;
-      for (int code = 0; code < 256; code++) {
-        const bool neg = code & 0x80;
-        const int e = (code >> mbits) & emask, m = code & (mscale - 1);
-        double v;
-        if (fmt == 0 && e == emask && m == mscale - 1) v = NAN;
-        else if (fmt == 1 && e == emask) v = m == 0 ? INFINITY : NAN;
-        else if (e == 0) v = std::ldexp((double)m / mscale, 1 - bias);
-        else v = std::ldexp(1.0 + (double)m / mscale, e - bias);
-        t[fmt][code] = (float)(neg ? -v : v);
-      }
-    }
-  }
-};
-const Tables& tables() { static Tables t; return t; }
+#elif OCTET_ISA_AVX2
+constexpr int MR = 6;
+constexpr int NR = 16;
+#else
+constexpr int MR = 4;
+constexpr int NR = 8;
+#endif
 
 // ---- microkernels -----------------------------------------------------------------------------------
-#if defined(__AVX512F__)
+#if OCTET_ISA_AVX512
 // One interval (or, unscaled, the whole chunk) of kc steps into 28 zmm accumulators.
 #define OCTET_KLOOP(KLEN)                                                     \
   for (int64_t k = 0; k < (KLEN); k++, a += MR, b += NR) {                   \
@@ -70,6 +67,7 @@ void kernel_scaled(int64_t kc, int64_t P, const float* __restrict a, const float
   }
 }
 
+template <bool kExactProducts>
 void kernel_plain(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc,
                   bool accumulate) {
   __m512 acc0[MR], acc1[MR];
@@ -85,25 +83,79 @@ void kernel_plain(int64_t kc, const float* __restrict a, const float* __restrict
     _mm512_storeu_ps(cr + 16, acc1[i]);
   }
 }
+#elif OCTET_ISA_AVX2
+// One interval (or, unscaled, the whole chunk) of kc steps into 12 ymm accumulators.
+#define OCTET_KLOOP(KLEN)                                                     \
+  for (int64_t k = 0; k < (KLEN); k++, a += MR, b += NR) {                   \
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);         \
+    _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) {                   \
+      const __m256 av = _mm256_broadcast_ss(a + i);                          \
+      acc0[i] = _mm256_fmadd_ps(av, b0, acc0[i]);                            \
+      acc1[i] = _mm256_fmadd_ps(av, b1, acc1[i]);                            \
+    }                                                                        \
+  }
+
+void kernel_scaled(int64_t kc, int64_t P, const float* __restrict a, const float* __restrict b,
+                   const float* __restrict sa, const float* __restrict sb, float* __restrict c, int64_t ldc, bool first) {
+  for (int64_t k0 = 0; k0 < kc; k0 += P, sa += MR, sb += NR, first = false) {
+    __m256 acc0[MR], acc1[MR];
+    _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) { acc0[i] = _mm256_setzero_ps(); acc1[i] = _mm256_setzero_ps(); }
+    OCTET_KLOOP(P)
+    const __m256 s0 = _mm256_load_ps(sb), s1 = _mm256_load_ps(sb + 8);
+    _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) {
+      const __m256 si = _mm256_broadcast_ss(sa + i);
+      float* cr = c + i * ldc;
+      // acc = f32(acc + f32(partial * f32(sa * sb))), as the AVX-512 kernel
+      const __m256 c0 = first ? _mm256_setzero_ps() : _mm256_loadu_ps(cr);
+      const __m256 c1 = first ? _mm256_setzero_ps() : _mm256_loadu_ps(cr + 8);
+      _mm256_storeu_ps(cr, _mm256_add_ps(c0, _mm256_mul_ps(acc0[i], _mm256_mul_ps(si, s0))));
+      _mm256_storeu_ps(cr + 8, _mm256_add_ps(c1, _mm256_mul_ps(acc1[i], _mm256_mul_ps(si, s1))));
+    }
+  }
+}
+
+template <bool kExactProducts>
+void kernel_plain(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc,
+                  bool accumulate) {
+  __m256 acc0[MR], acc1[MR];
+  _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) { acc0[i] = _mm256_setzero_ps(); acc1[i] = _mm256_setzero_ps(); }
+  OCTET_KLOOP(kc)
+  _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) {
+    float* cr = c + i * ldc;
+    if (accumulate) {
+      acc0[i] = _mm256_add_ps(acc0[i], _mm256_loadu_ps(cr));
+      acc1[i] = _mm256_add_ps(acc1[i], _mm256_loadu_ps(cr + 8));
+    }
+    _mm256_storeu_ps(cr, acc0[i]);
+    _mm256_storeu_ps(cr + 8, acc1[i]);
+  }
+}
 #else
-// Portable: the compiler vectorizes the j loops for whatever ISA it targets.
+// Portable: the compiler vectorizes the j loops for whatever ISA it targets. Where every product is exact in
+// fp32 (FP8 and BF16 operands: at most 8 x 8 significant bits) a multiply and an add give the fused
+// multiply-add's bits, and vectorize without FMA hardware; fp32 products need the fused operation (a libm
+// call on baseline x86-64, which glibc runs on the FMA unit when the CPU has one).
+inline float mul_add_exact(float a, float b, float c) { return c + a * b; }
+
 void kernel_scaled(int64_t kc, int64_t P, const float* __restrict a, const float* __restrict b,
                    const float* __restrict sa, const float* __restrict sb, float* __restrict c, int64_t ldc, bool first) {
   for (int64_t k0 = 0; k0 < kc; k0 += P, sa += MR, sb += NR, first = false) {
     float acc[MR][NR] = {};
     for (int64_t k = 0; k < P; k++, a += MR, b += NR)
       for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = std::fma(a[i], b[j], acc[i][j]);
+        for (int j = 0; j < NR; j++) acc[i][j] = mul_add_exact(a[i], b[j], acc[i][j]);
     for (int i = 0; i < MR; i++)
       for (int j = 0; j < NR; j++) c[i * ldc + j] = (first ? 0.0f : c[i * ldc + j]) + acc[i][j] * (sa[i] * sb[j]);
   }
 }
+template <bool kExactProducts>
 void kernel_plain(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc,
                   bool accumulate) {
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; k++, a += MR, b += NR)
     for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) acc[i][j] = std::fma(a[i], b[j], acc[i][j]);
+      for (int j = 0; j < NR; j++)
+        acc[i][j] = kExactProducts ? mul_add_exact(a[i], b[j], acc[i][j]) : std::fma(a[i], b[j], acc[i][j]);
   for (int i = 0; i < MR; i++)
     for (int j = 0; j < NR; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
@@ -168,11 +220,12 @@ struct Plan {
 };
 
 // Runs the blocked loops over packed panels; ap/bp: [panels][Kp][MR|NR]; sap/sbp: [panels][T][MR|NR].
+template <bool kExactProducts>
 void compute(const Plan& p, const float* ap, const float* bp, const float* sap, const float* sbp, float* c) {
   const int64_t mp = (p.M + MR - 1) / MR, np = (p.N + NR - 1) / NR;
   const int64_t T = p.P ? p.Kp / p.P : 0;
-  // Task blocks: MCP panels of A (kept in L2) x NCP panels of B.
-  const int64_t MCP = 12, NCP = 8;
+  // Task blocks: MCP panels of A (168 rows, kept in L2) x NCP panels of B (256 columns).
+  const int64_t MCP = 168 / MR, NCP = 256 / NR;
   const int64_t mb = (mp + MCP - 1) / MCP, nb = (np + NCP - 1) / NCP;
   auto task = [&](int t) {
     ExactFpGuard guard;
@@ -199,7 +252,7 @@ void compute(const Plan& p, const float* ap, const float* bp, const float* sap, 
             const int64_t t0 = pc / p.P;
             kernel_scaled(kc, p.P, a, b, sap + (i * T + t0) * MR, sbp + (j * T + t0) * NR, dst, ldd, pc == 0);
           } else {
-            kernel_plain(kc, a, b, dst, ldd, pc > 0);
+            kernel_plain<kExactProducts>(kc, a, b, dst, ldd, pc > 0);
           }
           if (!full)
             for (int64_t r = 0; r < mr; r++) std::copy(tmp + r * NR, tmp + r * NR + nr, cc + r * p.N);
@@ -223,7 +276,7 @@ void pack_all(const Plan& p, const SrcA* a, DecA da, const SrcB* b, DecB db, flo
   });
 }
 
-template <class SrcA, class DecA, class SrcB, class DecB>
+template <bool kExactProducts, class SrcA, class DecA, class SrcB, class DecB>
 void plain_gemm(const SrcA* a, DecA da, const SrcB* b, DecB db, int64_t M, int64_t N, int64_t K, float* c) {
   Plan p{M, N, K, K, 0, 256};
   const int64_t mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR;
@@ -232,12 +285,10 @@ void plain_gemm(const SrcA* a, DecA da, const SrcB* b, DecB db, int64_t M, int64
   float* ap = ws.get();
   float* bp = ap + na;
   pack_all(p, a, da, b, db, ap, bp);
-  compute(p, ap, bp, nullptr, nullptr, c);
+  compute<kExactProducts>(p, ap, bp, nullptr, nullptr, c);
 }
 
 }  // namespace
-
-const float* decode_table(int fmt) { return tables().t[fmt == 0 ? 0 : 1]; }
 
 void scaled_matmul(const uint8_t* a, const float* a_scales, int64_t M, int64_t K, int64_t abr, int64_t abc, int afmt,
                    const uint8_t* b, const float* b_scales, int64_t N, int64_t bbr, int64_t bbc, int bfmt,
@@ -271,19 +322,22 @@ void scaled_matmul(const uint8_t* a, const float* a_scales, int64_t M, int64_t K
         const int64_t col = j * NR + r;
         sbp[(j * T + t) * NR + r] = col < N ? b_scales[(col / bbr) * bgc + (t * P) / bbc] : 0.0f;
       }
-  compute(p, ap, bp, sap, sbp, c);
+  compute<true>(p, ap, bp, sap, sbp, c);
 }
 
 void matmul_f32(const float* a, const float* b, int64_t M, int64_t N, int64_t K, float* c) {
   ExactFpGuard guard;
   auto id = [](float v) { return v; };
-  plain_gemm(a, id, b, id, M, N, K, c);
+  plain_gemm<false>(a, id, b, id, M, N, K, c);
 }
 
 void matmul_bf16(const uint16_t* a, const uint16_t* b, int64_t M, int64_t N, int64_t K, float* c) {
   ExactFpGuard guard;
   auto widen = [](uint16_t v) { return float_of((uint32_t)v << 16); };
-  plain_gemm(a, widen, b, widen, M, N, K, c);
+  plain_gemm<true>(a, widen, b, widen, M, N, K, c);
 }
 
+}  // namespace OCTET_ISA
 }  // namespace octet
+
+OCTET_ISA_END

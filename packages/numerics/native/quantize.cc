@@ -1,10 +1,17 @@
 // Fine-grained FP8 quantization (DeepGEMM per_token_cast_to_fp8 / per_block_cast_to_fp8), bit-exact with
-// packages/numerics/src/quantize.ts: every step in float32, PyTorch's non-saturating casts.
+// packages/numerics/src/quantize.ts: every step in float32, PyTorch's non-saturating casts. Compiled once per
+// instruction set (kernels.h): the AVX-512 and AVX2 loops do the scalar loops' operations lane by lane.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
-#include "common.h"
+#include <vector>
+#include "kernels.h"
+
+OCTET_ISA_BEGIN
+#include "simd.h"
 
 namespace octet {
+namespace OCTET_ISA {
 
 namespace {
 
@@ -29,7 +36,7 @@ bool column_amax(const float* x, int64_t cols, int64_t r0, int64_t r1, int64_t c
   const int64_t w = c1 - c0;
   std::fill(colmax, colmax + w, 0.0f);
   bool bad = false;
-#if defined(__AVX512F__)
+#if OCTET_ISA_AVX512
   const __m512i expmask = _mm512_set1_epi32(0x7F800000);
   const __m512i absmask = _mm512_set1_epi32(0x7FFFFFFF);
   __mmask16 badm = 0;
@@ -45,9 +52,27 @@ bool column_amax(const float* x, int64_t cols, int64_t r0, int64_t r1, int64_t c
   }
   bad = badm != 0;
 #else
+#if OCTET_ISA_AVX2
+  const __m256i expmask = _mm256_set1_epi32(0x7F800000);
+  const __m256i absmask = _mm256_set1_epi32(0x7FFFFFFF);
+  __m256i badv = _mm256_setzero_si256();
+  const int64_t wv = w / 8 * 8;
   for (int64_t r = r0; r < r1; r++) {
     const float* row = x + r * cols + c0;
-    for (int64_t c = 0; c < w; c++) {
+    for (int64_t c = 0; c < wv; c += 8) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c));
+      badv = _mm256_or_si256(badv, _mm256_cmpeq_epi32(_mm256_and_si256(v, expmask), expmask));
+      const __m256 a = _mm256_castsi256_ps(_mm256_and_si256(v, absmask));
+      _mm256_storeu_ps(colmax + c, _mm256_max_ps(_mm256_loadu_ps(colmax + c), a));
+    }
+  }
+  bad = !_mm256_testz_si256(badv, badv);
+#else
+  const int64_t wv = 0;
+#endif
+  for (int64_t r = r0; r < r1; r++) {
+    const float* row = x + r * cols + c0;
+    for (int64_t c = wv; c < w; c++) {
       float a = std::fabs(row[c]);
       bad |= nonfinite(a);
       colmax[c] = a > colmax[c] ? a : colmax[c];
@@ -64,17 +89,22 @@ void encode_rows(const float* x, int64_t cols, int64_t r0, int64_t r1, int64_t c
   for (int64_t r = r0; r < r1; r++) {
     const float* row = x + r * cols + c0;
     uint8_t* out = data + r * cols + c0;
-#if defined(__AVX512F__)
+#if OCTET_ISA_AVX512
     for (int64_t c = 0; c < w; c += 16) {
       const __mmask16 m = w - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (w - c)) - 1);
       const __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + c), _mm512_maskz_loadu_ps(m, inv + c));
       _mm512_mask_cvtepi32_storeu_epi8(out + c, m, encode_fp8_v(y, fmt));
     }
 #else
+    int64_t c = 0;
+#if OCTET_ISA_AVX2
+    for (; c + 8 <= w; c += 8)
+      store_codes8(out + c, encode_fp8_v(_mm256_mul_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(inv + c)), fmt));
+#endif
     if (fmt == 0)
-      for (int64_t c = 0; c < w; c++) out[c] = encode_e4m3(row[c] * inv[c]);
+      for (; c < w; c++) out[c] = encode_e4m3(row[c] * inv[c]);
     else
-      for (int64_t c = 0; c < w; c++) out[c] = encode_e5m2(row[c] * inv[c]);
+      for (; c < w; c++) out[c] = encode_e5m2(row[c] * inv[c]);
 #endif
   }
 }
@@ -88,6 +118,14 @@ int64_t first_nonfinite(const float* x, int64_t n) {
 thread_local std::vector<float> tl_colmax, tl_inv;
 
 }  // namespace
+
+#if OCTET_ISA_AVX512
+extern const char* const kDescription = "avx512: 16-lane quantizers, 14x32 fp32 GEMM microkernel";
+#elif OCTET_ISA_AVX2
+extern const char* const kDescription = "avx2: 8-lane quantizers, 6x16 fp32 GEMM microkernel";
+#else
+extern const char* const kDescription = "scalar: portable C++ (what the compiler vectorizes for baseline x86-64 or the host)";
+#endif
 
 int64_t quantize(const float* x, int64_t rows, int64_t cols, int64_t br, int64_t bc, int fmt, bool pow2,
                  uint8_t* data, float* scales) {
@@ -118,7 +156,7 @@ int64_t quantize(const float* x, int64_t rows, int64_t cols, int64_t br, int64_t
         const int64_t b1 = std::min(w, b0 + bc);
         float amax = 0.0f;
         int64_t c = b0;
-#if defined(__AVX512F__)
+#if OCTET_ISA_AVX512
         if (b1 - b0 >= 16) {
           __m512 vm = _mm512_setzero_ps();
           for (; c + 16 <= b1; c += 16) vm = _mm512_max_ps(vm, _mm512_loadu_ps(colmax + c));
@@ -169,7 +207,7 @@ int64_t quantize_tiled_both(const float* x, int64_t rows, int64_t cols, int fmt,
       for (int64_t b0 = 0; b0 < w; b0 += T) {
         const int64_t b1 = std::min(w, b0 + T);
         float amax = 0.0f;
-#if defined(__AVX512F__)
+#if OCTET_ISA_AVX512
         const __m512i expmask = _mm512_set1_epi32(0x7F800000);
         const __m512i absmask = _mm512_set1_epi32(0x7FFFFFFF);
         __m512 vmax = _mm512_setzero_ps();
@@ -185,7 +223,27 @@ int64_t quantize_tiled_both(const float* x, int64_t rows, int64_t cols, int fmt,
         amax = _mm512_reduce_max_ps(vmax);
         seen_bad |= badm != 0;
 #else
-        for (int64_t c = b0; c < b1; c++) {
+        int64_t c = b0;
+#if OCTET_ISA_AVX2
+        // max is exact and the values are never -0 (|x|), so any order of the maxima gives the same amax
+        const __m256i expmask = _mm256_set1_epi32(0x7F800000);
+        const __m256i absmask = _mm256_set1_epi32(0x7FFFFFFF);
+        __m256 vmax = _mm256_setzero_ps();
+        __m256i badv = _mm256_setzero_si256();
+        for (; c + 8 <= b1; c += 8) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c));
+          badv = _mm256_or_si256(badv, _mm256_cmpeq_epi32(_mm256_and_si256(v, expmask), expmask));
+          const __m256 a = _mm256_castsi256_ps(_mm256_and_si256(v, absmask));
+          vmax = _mm256_max_ps(vmax, a);
+          _mm256_storeu_ps(colmax + c, _mm256_max_ps(_mm256_loadu_ps(colmax + c), a));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+        amax = _mm_cvtss_f32(m4);
+        seen_bad |= !_mm256_testz_si256(badv, badv);
+#endif
+        for (; c < b1; c++) {
           float a = std::fabs(row[c]);
           seen_bad |= nonfinite(a);
           amax = a > amax ? a : amax;
@@ -227,7 +285,7 @@ void encode_fp8_array(const float* x, int64_t n, int fmt, bool saturate, uint8_t
   auto task = [&](int t) {
     ExactFpGuard guard;
     const int64_t i0 = t * chunk, i1 = std::min(n, i0 + chunk);
-#if defined(__AVX512F__)
+#if OCTET_ISA_AVX512
     const __m512 hi = _mm512_set1_ps(mx), lo = _mm512_set1_ps(-mx);
     for (int64_t i = i0; i < i1; i += 16) {
       const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (i1 - i)) - 1);
@@ -239,7 +297,19 @@ void encode_fp8_array(const float* x, int64_t n, int fmt, bool saturate, uint8_t
       _mm512_mask_cvtepi32_storeu_epi8(out + i, m, encode_fp8_v(v, fmt));
     }
 #else
-    for (int64_t i = i0; i < i1; i++) {
+    int64_t i = i0;
+#if OCTET_ISA_AVX2
+    const __m256 hi = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-mx);
+    for (; i + 8 <= i1; i += 8) {
+      __m256 v = _mm256_loadu_ps(x + i);
+      if (saturate) {  // v > max ? max : v < -max ? -max : v  (NaN compares false: stays NaN)
+        v = _mm256_blendv_ps(v, hi, _mm256_cmp_ps(v, hi, _CMP_GT_OQ));
+        v = _mm256_blendv_ps(v, lo, _mm256_cmp_ps(v, lo, _CMP_LT_OQ));
+      }
+      store_codes8(out + i, encode_fp8_v(v, fmt));
+    }
+#endif
+    for (; i < i1; i++) {
       float v = x[i];
       if (saturate) v = v > mx ? mx : v < -mx ? -mx : v;
       out[i] = encode_fp8(v, fmt);
@@ -274,4 +344,7 @@ void encode_bf16_array(const float* x, int64_t n, uint16_t* out) {
   if (n < 65536) { for (int64_t t = 0; t < tasks; t++) task((int)t); } else pool().run((int)tasks, task);
 }
 
+}  // namespace OCTET_ISA
 }  // namespace octet
+
+OCTET_ISA_END

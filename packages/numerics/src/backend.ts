@@ -1,7 +1,8 @@
-// The public quantize / scaledMatmul: the native CPU kernel when it is built, the TypeScript spec otherwise.
+// The public quantize / scaledMatmul: the native CPU kernel when it loads, the TypeScript spec otherwise.
 //
-// The native path is chosen once, at load. When it is missing the package says so once (on stderr) and
-// every call runs the specification; `numericsBackend()` tells callers (and benchmarks) which path runs.
+// The native path is chosen once, at load, and so is its instruction set (AVX-512, AVX2 or scalar: the best
+// the CPU supports, or OCTET_NATIVE_ISA). When it is missing the package says so once (on stderr) and every
+// call runs the specification; `numericsBackend()` tells callers (and benchmarks) which path runs.
 
 import { type ScaledMatmulOptions, resolveMatmulArgs, scaledMatmulReference } from "./gemm.js";
 import {
@@ -14,17 +15,20 @@ import {
   quantizeReference,
   validateQuantizeArgs,
 } from "./quantize.js";
+import type { NativeIsa } from "@octet/native-common";
 import { type NativeKernels, loadNativeKernels, nativeUnavailableReason } from "./native.js";
 import { type Fp8Format, decodeBf16 } from "./formats.js";
 
 const FORMAT_CODE = { e4m3: 0, e5m2: 1 } as const;
 
 let kernels: NativeKernels | null | undefined;
+let kernelsIsa: NativeIsa | null = null;
 let warned = false;
 
 function native(): NativeKernels | null {
   if (kernels === undefined) {
     kernels = loadNativeKernels();
+    kernelsIsa = kernels ? kernels.info().isa : null;
     if (!kernels && !warned && process.env.OCTET_NUMERICS_BACKEND !== "typescript") {
       warned = true;
       process.emitWarning(`@octet/numerics: native CPU kernels unavailable (${nativeUnavailableReason()}); using the TypeScript path`, { code: "OCTET_NUMERICS_NATIVE" });
@@ -34,13 +38,18 @@ function native(): NativeKernels | null {
 }
 
 export interface BackendInfo {
+  /** Which implementation quantize, scaledMatmul and the GEMMs run in this process. */
   path: "native" | "typescript";
+  /** The native kernels' instruction set ("avx512", "avx2" or "scalar"); null on the TypeScript path. */
+  isa: NativeIsa | null;
+  /** Why the TypeScript path runs; null on the native path. */
   reason: string | null;
 }
 
+/** Which path the kernels run, with which instruction set, and why (e.g. for benchmarks and service logs). */
 export function numericsBackend(): BackendInfo {
   const k = native();
-  return k ? { path: "native", reason: null } : { path: "typescript", reason: nativeUnavailableReason() };
+  return k ? { path: "native", isa: kernelsIsa, reason: null } : { path: "typescript", isa: null, reason: nativeUnavailableReason() };
 }
 
 /** Fine-grained FP8 quantization (see quantizeReference for the exact definition it equals bit for bit). */

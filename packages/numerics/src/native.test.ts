@@ -3,12 +3,20 @@
 // sequentially in k, as in the spec) and within 1e-6 of the float64 product of the dequantized operands.
 // Fresh random inputs every run (the seed is printed; OCTET_TEST_SEED=<n> repeats a run).
 // Skipped when the addon is not built, unless OCTET_REQUIRE_NATIVE=1.
+//
+// The addon runs the copy of its kernels for the best instruction set the CPU supports; run without
+// OCTET_NATIVE_ISA, this file also runs itself once per other supported instruction set (AVX2, scalar, ...)
+// with the same seed, so every copy is checked against the specification.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import { decodeFp8, encodeBf16, encodeFp8 } from "./formats.js";
 import { type Block, type Quantized, dequantize, quantizeReference } from "./quantize.js";
 import { frobeniusRelativeError, matmulFloat64, scaledMatmulReference } from "./gemm.js";
 import { type NativeKernels, loadNativeKernels, nativeUnavailableReason } from "./native.js";
+import { numericsBackend } from "./backend.js";
 
 const kernels = loadNativeKernels();
 const skip = kernels ? false : `native kernels unavailable: ${nativeUnavailableReason()}`;
@@ -21,11 +29,19 @@ test("native kernels load (required when OCTET_REQUIRE_NATIVE=1)", (t) => {
     return;
   }
   const info = k.info();
-  t.diagnostic(`native: ${info.isa}, ${info.threads} threads, ${info.flags}, ${info.compiler}`);
+  t.diagnostic(`native: ${info.isa} (${info.kernels}; supported: ${info.supported.join(", ")}), ${info.threads} threads, ${info.flags}, ${info.compiler}`);
   assert.ok(info.threads >= 1);
+  assert.ok(info.supported.includes(info.isa) && info.supported.includes("scalar"), JSON.stringify(info));
+  const forced = process.env.OCTET_NATIVE_ISA;
+  assert.equal(info.isa, forced && forced !== "auto" ? forced : info.supported[0], "the forced instruction set, else the best supported");
+  assert.deepEqual(numericsBackend(), { path: "native", isa: info.isa, reason: null });
 });
 
 const seed = process.env.OCTET_TEST_SEED ? Number(process.env.OCTET_TEST_SEED) : (Math.random() * 2 ** 32) >>> 0;
+const THIS_FILE = fileURLToPath(import.meta.url);
+const PACKAGE_DIR = fileURLToPath(new URL("..", import.meta.url));
+// The other instruction sets to check in child processes (only from the top-level run).
+const otherIsas = kernels && !process.env.OCTET_NATIVE_ISA ? k.info().supported.filter((isa) => isa !== k.info().isa) : [];
 function mulberry32(s: number): () => number {
   return () => {
     s = (s + 0x6d2b79f5) >>> 0;
@@ -225,4 +241,50 @@ test("native kernels reject wrong array types and lengths instead of reading out
   assert.throws(() => k.quantize(new Float64Array(6) as unknown as Float32Array, 2, 3, 1, 128, 0, false), TypeError);
   assert.throws(() => k.matmulF32(new Float32Array(6), new Float32Array(5), 2, 2, 3), RangeError);
   assert.throws(() => k.scaledMatmul(new Uint8Array(4), new Float32Array(2), 2, 2, 1, 128, 0, new Uint8Array(4), new Float32Array(1), 2, 128, 128, 0, 3), RangeError);
+});
+
+for (const isa of otherIsas) {
+  test(`with OCTET_NATIVE_ISA=${isa}, every test of this file passes too (same seed)`, () => {
+    // A run of its own (NODE_TEST_CONTEXT would make it report into this run's stream instead).
+    const env: NodeJS.ProcessEnv = { ...process.env, OCTET_NATIVE_ISA: isa, OCTET_TEST_SEED: String(seed), OCTET_REQUIRE_NATIVE: "1" };
+    delete env.NODE_TEST_CONTEXT;
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=tap", THIS_FILE], { cwd: PACKAGE_DIR, encoding: "utf8", env });
+    assert.equal(r.status, 0, `OCTET_NATIVE_ISA=${isa} OCTET_TEST_SEED=${seed} failed:\n${(r.stdout + r.stderr).slice(-4000)}`);
+    assert.match(r.stdout, new RegExp(`# native: ${isa} \\(`), "the child ran the forced copy");
+    assert.match(r.stdout, /^# fail 0$/m);
+  });
+}
+
+// The plain GEMMs have no bit-exact specification (the TypeScript path sums in float64), but the model's
+// CPU training runs on them: every instruction set must give the same bits, or losses would depend on the CPU.
+const GEMM_DIGEST = `
+  const { loadNativeKernels } = await import(${JSON.stringify(new URL("./native.ts", import.meta.url).href)});
+  const { createHash } = await import("node:crypto");
+  const k = loadNativeKernels();
+  let s = 7;
+  const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5) * 10 ** ((s >>> 20) % 5 - 2);
+  const h = createHash("sha256");
+  for (const [M, N, K] of [[37, 53, 300], [129, 33, 1024], [5, 200, 129]]) {
+    const a = Float32Array.from({ length: M * K }, next), b = Float32Array.from({ length: N * K }, next);
+    h.update(new Uint8Array(k.matmulF32(a, b, M, N, K).buffer));
+    h.update(new Uint8Array(k.matmulBf16(k.encodeBf16(a), k.encodeBf16(b), M, N, K).buffer));
+  }
+  process.stdout.write(k.info().isa + " " + h.digest("hex"));
+`;
+
+test("matmulF32 and matmulBf16 give the same bits on every instruction set the CPU supports", { skip }, () => {
+  const digests = new Map<string, string>();
+  for (const isa of k.info().supported) {
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", GEMM_DIGEST], {
+      cwd: PACKAGE_DIR,
+      encoding: "utf8",
+      env: { ...process.env, OCTET_NATIVE_ISA: isa },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const [ran, digest] = r.stdout.split(" ");
+    assert.equal(ran, isa);
+    digests.set(isa, digest);
+  }
+  assert.equal(new Set(digests.values()).size, 1, JSON.stringify(Object.fromEntries(digests)));
+  assert.ok(createHash("sha256").update("").digest("hex") !== [...digests.values()][0], "the digest covers the outputs");
 });

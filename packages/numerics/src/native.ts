@@ -1,12 +1,15 @@
-// Loader of the native CPU kernels (build/Release/octet_numerics.node, built by `node-gyp rebuild` in the
-// package's build script from native/*.cc and @octet/native-common's headers). Optional at run time: when the
-// addon is missing or disabled (OCTET_NUMERICS_BACKEND=typescript) loadNativeKernels() returns null and
-// nativeUnavailableReason() says why (@octet/native-common's loadNativeAddon).
+// Loader of the native CPU kernels (native/*.cc and @octet/native-common's headers, compiled by the package's
+// build script: `prebuildify --napi` runs node-gyp and keeps the binary in prebuilds/<platform>-<arch>/, which
+// the npm package ships; a local `node-gyp rebuild` leaves it in build/Release/, which wins). The addon holds
+// the kernels compiled for AVX-512, AVX2 and baseline x86-64 and runs the best copy the CPU supports
+// (OCTET_NATIVE_ISA=avx512|avx2|scalar forces one). Optional at run time: when the addon is missing or
+// disabled (OCTET_NUMERICS_BACKEND=typescript) loadNativeKernels() returns null and nativeUnavailableReason()
+// says why (@octet/native-common's loadNativeAddon).
 //
 // Every kernel trusts its caller for the meaning of its arguments (the TypeScript wrappers validate at the
 // edge) but checks array types and lengths, so a wrong call throws instead of reading out of bounds.
 
-import { type NativeAddonLoad, loadNativeAddon, nativeAddonPath as addonPathIn } from "@octet/native-common";
+import { type NativeAddonLoad, type NativeBuildInfo, loadNativeAddon, nativeAddonPath as addonPathIn } from "@octet/native-common";
 
 /** FP8 format codes of the native interface. */
 export const NATIVE_FORMAT = { e4m3: 0, e5m2: 1 } as const;
@@ -32,12 +35,8 @@ export interface NativeTiledBoth {
   firstNonFinite: number;
 }
 
-export interface NativeInfo {
-  threads: number;
-  isa: string;
-  flags: string;
-  compiler: string;
-}
+/** Threads, the instruction set this process runs and the others the CPU supports, flags and compiler of the build. */
+export type NativeInfo = NativeBuildInfo;
 
 export interface NativeKernels {
   /** Fine-grained FP8 quantization; equals quantizeReference bit for bit (data and scales). */
@@ -62,17 +61,16 @@ export interface NativeKernels {
   decodeFp8(codes: Uint8Array, format: number): Float32Array;
   /** encodeBf16 of formats.ts, bit for bit (NaN → 0xFFFF). */
   encodeBf16(x: Float32Array): Uint16Array;
-  /** Threads, ISA and compiler flags of the build. */
+  /** Threads, instruction set (the one running and the supported ones) and compiler flags of the build. */
   info(): NativeInfo;
 }
 
 // The package root is one level above this file, from src/ (tsx) and from dist/.
 const PACKAGE_ROOT = new URL("..", import.meta.url);
-const ADDON_FILE = "octet_numerics.node";
 
-/** Path of the addon (whether or not it is built). */
-export function nativeAddonPath(): string {
-  return addonPathIn(PACKAGE_ROOT, ADDON_FILE);
+/** Path of the binary that loads (build/Release, else the prebuilt one for this platform), or null when there is none. */
+export function nativeAddonPath(): string | null {
+  return addonPathIn(PACKAGE_ROOT);
 }
 
 let load: NativeAddonLoad<NativeKernels> | undefined;
@@ -80,7 +78,6 @@ let load: NativeAddonLoad<NativeKernels> | undefined;
 function loadOnce(): NativeAddonLoad<NativeKernels> {
   load ??= loadNativeAddon<NativeKernels>({
     packageRoot: PACKAGE_ROOT,
-    file: ADDON_FILE,
     packageName: "@octet/numerics",
     envVar: "OCTET_NUMERICS_BACKEND",
     functions: ["quantize", "quantizeTiledBoth", "scaledMatmul", "matmulF32", "matmulBf16", "encodeFp8", "decodeFp8", "encodeBf16", "info"],

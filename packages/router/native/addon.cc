@@ -1,11 +1,32 @@
 // Node-API bindings of the router's native CPU kernel (module octet_router). The argument readers, the error
-// guard and info()'s object come from @octet/native-common (include/octet/native/napi.h).
+// guard and info()'s object come from @octet/native-common (include/octet/native/napi.h). The kernel is
+// compiled once per instruction set; Init picks one copy for the process (octet/native/isa.h: the best the
+// CPU runs, or OCTET_NATIVE_ISA).
 #include <octet/native/napi.h>
 
 #include <cmath>
 #include "common.h"
 
 namespace {
+
+// The copies of the kernel in this build, indexed by octet_native::Isa (scalar, avx2, avx512).
+const octet_router::Kernels* const kCompiled[3] = {
+    &octet_router::scalar::kernels,
+#if defined(OCTET_HAVE_AVX2)
+    &octet_router::avx2::kernels,
+#else
+    nullptr,
+#endif
+#if defined(OCTET_HAVE_AVX512)
+    &octet_router::avx512::kernels,
+#else
+    nullptr,
+#endif
+};
+
+// The copy this process runs (set once, by Init).
+octet_native::Isa g_isa = octet_native::Isa::scalar;
+const octet_router::Kernels* g_kernels = kCompiled[0];
 
 using octet_native::guarded;
 using octet_native::need;
@@ -17,14 +38,6 @@ struct Args : octet_native::Args {
   using octet_native::Args::Args;
   int64_t integer(size_t i, const char* name, int64_t min) { return octet_native::Args::integer(i, name, min, 2147483647.0); }
 };
-
-const char* isa_description() {
-#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  return "avx512 (8 x f64 sigmoid, 16 x f32 choice/top-2/selection)";
-#else
-  return "scalar (portable C++, same float64/float32 operations)";
-#endif
-}
 
 // routeSigmoid(logits, tokens, experts, topK, nGroup, topkGroup, bias, normTopkProb, routedScalingFactor,
 //              indices, weights, scores | null) -> first NaN flat index or -1
@@ -56,7 +69,7 @@ napi_value RouteSigmoid(napi_env env, napi_callback_info info) {
     need(s.top_k <= s.topk_group * gs, "routeSigmoid: topK must not exceed the eligible experts");
     need(!(s.n_group > 1 && s.topk_group < s.n_group) || gs >= 2, "routeSigmoid: group-limited routing needs >= 2 experts per group");
     for (int64_t e = 0; e < s.experts; e++) need(std::isfinite(bias[e]), "routeSigmoid: bias must be finite");
-    return num(env, (double)octet_router::route_sigmoid(logits, s, bias, indices, weights, scores));
+    return num(env, (double)g_kernels->route_sigmoid(logits, s, bias, indices, weights, scores));
   });
 }
 
@@ -88,10 +101,27 @@ napi_value SigmoidF32(napi_env env, napi_callback_info info) {
 }
 
 napi_value Info(napi_env env, napi_callback_info) {
-  return guarded(env, [&] { return octet_native::build_info(env, octet_router::pool().threads(), isa_description()); });
+  return guarded(env, [&] {
+    bool compiled[3];
+    for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
+    return octet_native::build_info(env, octet_router::pool().threads(), g_isa, g_kernels->description, compiled);
+  });
 }
 
 napi_value Init(napi_env env, napi_value exports) {
+  // std::pow's 2^(j/32) until the loader installs V8's (setFractionPowers).
+  double powers[32];
+  for (int j = 0; j < 32; j++) powers[j] = std::pow(2.0, j / 32.0);
+  octet_router::set_fraction_powers(powers);
+  // A bad or unsupported OCTET_NATIVE_ISA makes require() throw a RangeError (the loader reports it).
+  bool compiled[3];
+  for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
+  if (!guarded(env, [&] {
+        g_isa = octet_native::select_isa(compiled);
+        g_kernels = kCompiled[(int)g_isa];
+        return exports;
+      }))
+    return nullptr;
   const napi_property_descriptor props[] = {
       {"routeSigmoid", nullptr, RouteSigmoid, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setFractionPowers", nullptr, SetFractionPowers, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -4,47 +4,36 @@
 // Exactness, step by step:
 // - sigmoid: the algorithm of src/sigmoid.ts, operation for operation in float64 (same range reduction
 //   with Math.round's ties-toward-+inf, same split ln2/32, same degree-5 Horner polynomial, same table
-//   2^(j/32) installed from JavaScript, 2^(k>>5) applied exactly with scalef/ldexp, 1/(1+e) by an IEEE
-//   division, one rounding to float32). Built with -ffp-contract=off and without -ffast-math, so no
-//   operation is fused or reassociated: the results are the TypeScript ones by construction.
+//   2^(j/32) installed from JavaScript, 2^(k>>5) applied exactly (scalef, or a multiplication by the power
+//   of two built from its exponent bits), 1/(1+e) by an IEEE division, one rounding to float32). Built with
+//   -ffp-contract=off and without -ffast-math, so no operation is fused or reassociated: the results are the
+//   TypeScript ones by construction.
 // - choice = f32(s + bias), each group's top-2 sum, the + 1e-20 (in float64, then rounded, as
 //   Math.fround(sum + 1e-20) does), the division and the scaling: float32 operations on float32 operands,
 //   which equal JavaScript's float64 operation followed by Math.fround (double rounding is innocuous for
 //   +, -, *, / of float32 operands).
 // - selection: lowest index first on ties everywhere; the vector compare only pre-filters candidates
 //   against the current K-th best, the insertion itself is the scalar loop of route.ts, in index order.
+//
+// Compiled once per instruction set (binding.gyp defines OCTET_ISA; see @octet/native-common's
+// octet/native/isa.h): AVX-512 (16 lanes of float32, 8 of float64), AVX2 (8 and 4) and scalar C++, each
+// doing the scalar code's operations lane by lane.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 #include "common.h"
 
+OCTET_ISA_BEGIN
+
 namespace octet_router {
+namespace OCTET_ISA {
 namespace {
 
-constexpr double kLn2 = 0.69314718055994530942;  // Math.LN2
-constexpr double kInvStep = 32.0 / kLn2;
-constexpr double kStepHi = (double)(float)(kLn2 / 32.0);
-constexpr double kStepLo = kLn2 / 32.0 - kStepHi;
-constexpr double kC6 = 1.0 / 6, kC24 = 1.0 / 24, kC120 = 1.0 / 120;
-constexpr double kSaturateHigh = 30, kSaturateLow = -110;
-
-alignas(64) double g_frac[32];
-struct FracInit {
-  FracInit() {
-    for (int j = 0; j < 32; j++) g_frac[j] = std::pow(2.0, j / 32.0);
-  }
-} g_frac_init;
-
-// Math.round: the integer closest to v, ties toward +infinity.
-inline double js_round(double v) {
-  double c = std::ceil(v);
-  if (c - 0.5 > v) c -= 1.0;
-  return c;
-}
-
-#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if OCTET_ISA_AVX512
 #define OCTET_ROUTER_AVX512 1
+const double* const g_frac = g_fraction_powers;
 
 // 8 lanes of sigmoidF32 before saturation: x = -z (exactly widened from float32), z already clamped to
 // [-110, 30] (so the table index is always in range).
@@ -90,6 +79,67 @@ inline __m512 sigmoid16(__m512 zf) {
 }
 
 inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
+#elif OCTET_ISA_AVX2
+#define OCTET_ROUTER_AVX2 1
+
+// 4 lanes of sigmoidF32 before saturation: x = -z (exactly widened from float32), z already clamped to
+// [-110, 30] (so the table index is always in range). The scalar sigmoid_f32's operations, lane by lane.
+inline __m128 sigmoid4_core(__m256d x) {
+  const __m256d one = _mm256_set1_pd(1.0);
+  const __m256d v = _mm256_mul_pd(x, _mm256_set1_pd(kInvStep));
+  const __m256d c = _mm256_round_pd(v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+  const __m256d down = _mm256_cmp_pd(_mm256_sub_pd(c, _mm256_set1_pd(0.5)), v, _CMP_GT_OQ);
+  const __m256d k = _mm256_sub_pd(c, _mm256_and_pd(down, one));
+  const __m256d r = _mm256_sub_pd(_mm256_sub_pd(x, _mm256_mul_pd(k, _mm256_set1_pd(kStepHi))),
+                                  _mm256_mul_pd(k, _mm256_set1_pd(kStepLo)));
+  __m256d p = _mm256_add_pd(_mm256_set1_pd(kC24), _mm256_mul_pd(r, _mm256_set1_pd(kC120)));
+  p = _mm256_add_pd(_mm256_set1_pd(kC6), _mm256_mul_pd(r, p));
+  p = _mm256_add_pd(_mm256_set1_pd(0.5), _mm256_mul_pd(r, p));
+  p = _mm256_add_pd(one, _mm256_mul_pd(r, p));
+  p = _mm256_add_pd(one, _mm256_mul_pd(r, p));
+  const __m128i ki = _mm256_cvtpd_epi32(k);  // exact: k is an integer in [-1385, 5079]
+  const __m256d f = _mm256_i32gather_pd(g_fraction_powers, _mm_and_si128(ki, _mm_set1_epi32(31)), 8);
+  // 2^(k>>5) from its exponent bits (k>>5 in [-44, 158]): f * 2^(k>>5) is exact, as ldexp is
+  const __m128i biased = _mm_add_epi32(_mm_srai_epi32(ki, 5), _mm_set1_epi32(1023));
+  const __m256d octave = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_cvtepi32_epi64(biased), 52));
+  const __m256d e = _mm256_mul_pd(_mm256_mul_pd(f, octave), p);
+  return _mm256_cvtpd_ps(_mm256_div_pd(one, _mm256_add_pd(one, e)));
+}
+
+// 8 lanes of sigmoidF32 (NaN lanes give garbage: the caller reports them first).
+inline __m256 sigmoid8(__m256 zf) {
+  const __m256 high = _mm256_cmp_ps(zf, _mm256_set1_ps((float)kSaturateHigh), _CMP_GT_OQ);
+  const __m256 low = _mm256_cmp_ps(zf, _mm256_set1_ps((float)kSaturateLow), _CMP_LT_OQ);
+  const __m256 zc = _mm256_max_ps(_mm256_min_ps(zf, _mm256_set1_ps((float)kSaturateHigh)), _mm256_set1_ps((float)kSaturateLow));
+  const __m256 x = _mm256_xor_ps(zc, _mm256_set1_ps(-0.0f));
+  const __m128 lo = sigmoid4_core(_mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+  const __m128 hi = sigmoid4_core(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+  const __m256 s = _mm256_blendv_ps(_mm256_set_m128(hi, lo), _mm256_set1_ps(1.f), high);
+  return _mm256_andnot_ps(low, s);
+}
+
+// Top-2 of each lane's values so far, merged across the 8 lanes at the end (max and min are exact, so any
+// merge order gives the scalar loop's first and second).
+struct Top2x8 {
+  __m256 hi, lo;
+  // (A user-provided constructor: an implicit one would not be compiled for the region's target.)
+  Top2x8() : hi(_mm256_set1_ps(-std::numeric_limits<float>::infinity())), lo(hi) {}
+  void add(__m256 v) {
+    lo = _mm256_max_ps(lo, _mm256_min_ps(hi, v));
+    hi = _mm256_max_ps(hi, v);
+  }
+  void merge(__m256 h2, __m256 l2) {
+    lo = _mm256_max_ps(_mm256_max_ps(lo, l2), _mm256_min_ps(hi, h2));
+    hi = _mm256_max_ps(hi, h2);
+  }
+  void reduce(float* first, float* second) {
+    merge(_mm256_permute2f128_ps(hi, hi, 1), _mm256_permute2f128_ps(lo, lo, 1));
+    merge(_mm256_permute_ps(hi, _MM_SHUFFLE(1, 0, 3, 2)), _mm256_permute_ps(lo, _MM_SHUFFLE(1, 0, 3, 2)));
+    merge(_mm256_permute_ps(hi, _MM_SHUFFLE(2, 3, 0, 1)), _mm256_permute_ps(lo, _MM_SHUFFLE(2, 3, 0, 1)));
+    *first = _mm256_cvtss_f32(hi);
+    *second = _mm256_cvtss_f32(lo);
+  }
+};
 #endif
 
 struct Scratch {
@@ -125,7 +175,15 @@ inline void group_top2(const float* c, int64_t n, float* first_out, float* secon
   const float first = _mm512_cvtss_f32(hi), second = _mm512_cvtss_f32(lo);
 #else
   float first = -std::numeric_limits<float>::infinity(), second = first;
-  for (int64_t i = 0; i < n; i++) {
+  int64_t i = 0;
+#ifdef OCTET_ROUTER_AVX2
+  if (n >= 8) {
+    Top2x8 top;
+    for (; i + 8 <= n; i += 8) top.add(_mm256_loadu_ps(c + i));
+    top.reduce(&first, &second);
+  }
+#endif
+  for (; i < n; i++) {
     const float v = c[i];
     if (v > first) { second = first; first = v; } else if (v > second) { second = v; }
   }
@@ -273,7 +331,18 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
       _mm512_storeu_ps(choice + e, _mm512_add_ps(sv, _mm512_maskz_loadu_ps(m, bias + e)));
     }
 #else
-    for (int64_t e = 0; e < E; e++) {
+    int64_t e = 0;
+#ifdef OCTET_ROUTER_AVX2
+    for (; e + 8 <= E; e += 8) {
+      const __m256 zf = _mm256_loadu_ps(z + e);
+      const int nan = _mm256_movemask_ps(_mm256_cmp_ps(zf, zf, _CMP_UNORD_Q));
+      if (nan) return t * E + e + __builtin_ctz((unsigned)nan);
+      const __m256 sv = sigmoid8(zf);
+      _mm256_storeu_ps(sr + e, sv);
+      _mm256_storeu_ps(choice + e, _mm256_add_ps(sv, _mm256_loadu_ps(bias + e)));
+    }
+#endif
+    for (; e < E; e++) {
       if (std::isnan(z[e])) return t * E + e;
       const float v = sigmoid_f32(z[e]);
       sr[e] = v;
@@ -362,7 +431,23 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
         }
       }
 #else
-      for (int64_t e = start; e < end; e++) {
+      int64_t e = start;
+#ifdef OCTET_ROUTER_AVX2
+      // Candidates of 8 experts at a time pre-filtered against max(floor_value, the K-th best when the block
+      // starts); the K-th best only grows, so the rest are rejected by the scalar test as well.
+      const __m256 floor_v = _mm256_set1_ps(floor_value);
+      for (; e + 8 <= end; e += 8) {
+        const __m256 v = _mm256_loadu_ps(choice + e);
+        unsigned bits = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_max_ps(floor_v, _mm256_set1_ps(bv[K - 1])), _CMP_GE_OQ));
+        while (bits) {
+          const int i = __builtin_ctz(bits);
+          bits &= bits - 1;
+          const float c = choice[e + i];
+          if (c > bv[K - 1]) insert_best(bv, bi, K, c, (int32_t)(e + i));
+        }
+      }
+#endif
+      for (; e < end; e++) {
         const float c = choice[e];
         if (c >= floor_value && c > bv[K - 1]) insert_best(bv, bi, K, c, (int32_t)e);
       }
@@ -393,22 +478,6 @@ int64_t route_range(const float* logits, const RouteShape& s, const float* bias,
 
 }  // namespace
 
-void set_fraction_powers(const double* table32) { std::memcpy(g_frac, table32, sizeof(g_frac)); }
-
-float sigmoid_f32(float zf) {
-  const double z = zf;
-  if (z != z) return zf;
-  if (z > kSaturateHigh) return 1.f;
-  if (z < kSaturateLow) return 0.f;
-  const double x = -z;
-  const double k = js_round(x * kInvStep);
-  const double r = x - k * kStepHi - k * kStepLo;
-  const double p = 1 + r * (1 + r * (0.5 + r * (kC6 + r * (kC24 + r * kC120))));
-  const int ki = (int)k;
-  const double e = std::ldexp(g_frac[ki & 31], ki >> 5) * p;
-  return (float)(1 / (1 + e));
-}
-
 int64_t route_sigmoid(const float* logits, const RouteShape& shape, const float* bias, int32_t* indices,
                       float* weights, float* scores) {
   const int64_t T = shape.tokens;
@@ -430,4 +499,16 @@ int64_t route_sigmoid(const float* logits, const RouteShape& shape, const float*
   return -1;
 }
 
+#if OCTET_ISA_AVX512
+#define OCTET_ROUTER_DESCRIPTION "avx512: 8 x f64 sigmoid, 16 x f32 choice, top-2 and selection"
+#elif OCTET_ISA_AVX2
+#define OCTET_ROUTER_DESCRIPTION "avx2: 4 x f64 sigmoid, 8 x f32 choice, top-2 and selection"
+#else
+#define OCTET_ROUTER_DESCRIPTION "scalar: portable C++, the same float64/float32 operations"
+#endif
+extern const Kernels kernels = {&route_sigmoid, OCTET_ROUTER_DESCRIPTION};
+
+}  // namespace OCTET_ISA
 }  // namespace octet_router
+
+OCTET_ISA_END

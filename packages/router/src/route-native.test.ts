@@ -1,9 +1,13 @@
 // The native kernel (native/route.cc) against the TypeScript routeTokens (the specification), bit for bit:
 // indices, weights and scores, on fresh random inputs every run. The seed is printed; OCTET_TEST_SEED=<n>
 // replays a run. Skipped when the addon is not built, unless OCTET_REQUIRE_NATIVE=1.
+//
+// The addon runs the copy of its kernel for the best instruction set the CPU supports; run without
+// OCTET_NATIVE_ISA, this file also runs itself once per other supported instruction set (AVX2, scalar, ...)
+// with the same seed, so every copy is checked against the specification.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { routeTokens, type RouteOptions, type RouteResult } from "./route.js";
 import { loadNativeRouterKernels, nativeUnavailableReason, routerBackend, setRouterBackend } from "./native.js";
@@ -22,15 +26,19 @@ test("native router kernel loads (required when OCTET_REQUIRE_NATIVE=1)", (t) =>
     return;
   }
   const info = kernels.info();
-  assert.ok(info.threads >= 1 && info.isa.length > 0, JSON.stringify(info));
-  t.diagnostic(`${info.isa}; ${info.flags}; ${info.threads} threads; ${info.compiler}`);
+  assert.ok(info.threads >= 1, JSON.stringify(info));
+  assert.ok(info.supported.includes(info.isa) && info.supported.includes("scalar"), JSON.stringify(info));
+  const forced = process.env.OCTET_NATIVE_ISA;
+  assert.equal(info.isa, forced && forced !== "auto" ? forced : info.supported[0], "the forced instruction set, else the best supported");
+  t.diagnostic(`native: ${info.isa} (${info.kernels}; supported: ${info.supported.join(", ")}); ${info.flags}; ${info.threads} threads; ${info.compiler}`);
 });
 
-test("routerBackend() says which path the sigmoid gate runs, and why", { skip }, () => {
-  assert.deepEqual(routerBackend(), { path: "native", reason: null });
+test("routerBackend() says which path the sigmoid gate runs, with which instruction set, and why", { skip }, () => {
+  const isa = kernels!.info().isa;
+  assert.deepEqual(routerBackend(), { path: "native", isa, reason: null });
   setRouterBackend("typescript");
   try {
-    assert.deepEqual(routerBackend(), { path: "typescript", reason: 'forced by setRouterBackend("typescript")' });
+    assert.deepEqual(routerBackend(), { path: "typescript", isa: null, reason: 'forced by setRouterBackend("typescript")' });
   } finally {
     setRouterBackend("native");
   }
@@ -42,8 +50,38 @@ test("routerBackend() says which path the sigmoid gate runs, and why", { skip },
     encoding: "utf8",
     env: { ...process.env, OCTET_ROUTER_BACKEND: "typescript" },
   });
-  assert.deepEqual(JSON.parse(out), { path: "typescript", reason: "disabled by OCTET_ROUTER_BACKEND=typescript" });
+  assert.deepEqual(JSON.parse(out), { path: "typescript", isa: null, reason: "disabled by OCTET_ROUTER_BACKEND=typescript" });
+  // A forced instruction set the CPU lacks, or an unknown one, is not silently replaced: the addon does not
+  // load, the TypeScript path runs, routerBackend() says why and a warning says so on stderr.
+  const bad = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    encoding: "utf8",
+    env: { ...process.env, OCTET_NATIVE_ISA: "sse9" },
+  });
+  assert.equal(bad.status, 0, bad.stderr);
+  const reported = JSON.parse(bad.stdout) as { path: string; isa: null; reason: string };
+  assert.equal(reported.path, "typescript");
+  assert.match(reported.reason, /^failed to load .*: OCTET_NATIVE_ISA must be avx512, avx2, scalar or auto, got "sse9"$/);
+  assert.match(bad.stderr, /OCTET_ROUTER_NATIVE.*native routing kernel unavailable/);
 });
+
+const THIS_FILE = fileURLToPath(import.meta.url);
+const otherIsas = kernels && !process.env.OCTET_NATIVE_ISA ? kernels.info().supported.filter((isa) => isa !== kernels.info().isa) : [];
+for (const isa of otherIsas) {
+  test(`with OCTET_NATIVE_ISA=${isa}, every test of this file passes too (same seed)`, () => {
+    // A run of its own (NODE_TEST_CONTEXT would make it report into this run's stream instead).
+    const env: NodeJS.ProcessEnv = { ...process.env, OCTET_NATIVE_ISA: isa, OCTET_TEST_SEED: String(seed), OCTET_REQUIRE_NATIVE: "1" };
+    delete env.NODE_TEST_CONTEXT;
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=tap", THIS_FILE], {
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+      encoding: "utf8",
+      env,
+    });
+    assert.equal(r.status, 0, `OCTET_NATIVE_ISA=${isa} OCTET_TEST_SEED=${seed} failed:\n${(r.stdout + r.stderr).slice(-4000)}`);
+    assert.match(r.stdout, new RegExp(`# native: ${isa} \\(`), "the child ran the forced copy");
+    assert.match(r.stdout, /^# fail 0$/m);
+  });
+}
 
 function both(logits: Float32Array, opts: RouteOptions): { native: RouteResult; typescript: RouteResult } {
   setRouterBackend("native");

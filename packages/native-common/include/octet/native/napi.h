@@ -16,6 +16,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "isa.h"
+
 #ifndef NODE_GYP_MODULE_NAME
 #error "octet/native/napi.h is for node-gyp builds, which define NODE_GYP_MODULE_NAME"
 #endif
@@ -133,19 +135,33 @@ napi_value guarded(napi_env env, F&& f) {
     if (e.range) napi_throw_range_error(env, nullptr, e.what()); else napi_throw_type_error(env, nullptr, e.what());
   } catch (const std::bad_alloc&) {
     napi_throw_error(env, nullptr, OCTET_NATIVE_STRINGIFY(NODE_GYP_MODULE_NAME) ": out of memory");
+  } catch (const std::invalid_argument& e) {  // e.g. select_isa's "OCTET_NATIVE_ISA must be ..."
+    napi_throw_range_error(env, nullptr, e.what());
   } catch (const std::exception& e) {
     napi_throw_error(env, nullptr, e.what());
   }
   return nullptr;
 }
 
-// { threads, isa, flags, compiler }: what the addon's info() reports about its build.
-inline napi_value build_info(napi_env env, int threads, const char* isa) {
-  napi_value out, s;
+// What an addon's info() reports: { threads, isa, kernels, supported, flags, compiler } — the instruction
+// set this process runs (isa_name), what its kernels are (a sentence), the instruction sets that this build
+// has and this CPU runs (each can be forced with OCTET_NATIVE_ISA), the build's flags and compiler.
+inline napi_value build_info(napi_env env, int threads, Isa isa, const char* kernels, const bool (&compiled)[3]) {
+  napi_value out, s, list;
   napi_create_object(env, &out);
   set(env, out, "threads", num(env, threads));
-  napi_create_string_utf8(env, isa, NAPI_AUTO_LENGTH, &s);
+  napi_create_string_utf8(env, isa_name(isa), NAPI_AUTO_LENGTH, &s);
   set(env, out, "isa", s);
+  napi_create_string_utf8(env, kernels, NAPI_AUTO_LENGTH, &s);
+  set(env, out, "kernels", s);
+  napi_create_array(env, &list);
+  uint32_t n = 0;
+  for (Isa each : {Isa::avx512, Isa::avx2, Isa::scalar}) {
+    if (!compiled[(int)each] || !cpu_supports(each)) continue;
+    napi_create_string_utf8(env, isa_name(each), NAPI_AUTO_LENGTH, &s);
+    napi_set_element(env, list, n++, s);
+  }
+  set(env, out, "supported", list);
   napi_create_string_utf8(env, OCTET_BUILD_FLAGS, NAPI_AUTO_LENGTH, &s);
   set(env, out, "flags", s);
   napi_create_string_utf8(env, "g++ " __VERSION__, NAPI_AUTO_LENGTH, &s);
