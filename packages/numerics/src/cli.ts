@@ -32,8 +32,8 @@ async function main(): Promise<void> {
   }
   const argv = process.argv.slice(2).filter((a, i, all) => a !== "--max-elements" && all[i - 1] !== "--max-elements" && !a.startsWith("--max-elements="));
   const options = serviceOptionsFromEnv("OCTET_NUMERICS", { argv });
-  const { port } = await startNumericsServer({ ...options, handleSignals: true, service: { maxElements } });
-  process.stderr.write(`octet-numerics listening on ${options.host ?? "0.0.0.0"}:${port} (kernels: ${numericsBackend().path})\n`);
+  const { address } = await startNumericsServer({ ...options, handleSignals: true, service: { maxElements } });
+  process.stderr.write(`octet-numerics listening on ${address} (kernels: ${numericsBackend().path})\n`);
 }
 
 main().catch((err: unknown) => {

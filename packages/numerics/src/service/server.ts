@@ -112,13 +112,17 @@ export function numericsHandlers(opts: NumericsServiceOptions = {}): Handlers {
   };
 }
 
+/** The service's methods, all read-only: it holds no state for a token to protect. */
+export const NUMERICS_READ_ONLY_METHODS = ["Quantize", "Dequantize", "QuantizeStream", "DequantizeStream"] as const;
+
 /** Start a NumericsService server; resolves once it listens. */
 export async function startNumericsServer(
   options: Omit<ServiceOptions, "name"> & { service?: NumericsServiceOptions } = {},
 ): Promise<{ server: OctetServer; port: number; address: string }> {
   const { service, ...serverOptions } = options;
   const server = new OctetServer({ name: "octet-numerics", ...serverOptions });
-  server.addService(NumericsServiceDefinition, numericsHandlers(service), NumericsServiceName);
+  // Every method is a pure function of its request (the service keeps no state), so none needs the bearer token.
+  server.addService(NumericsServiceDefinition, numericsHandlers(service), NumericsServiceName, { readOnly: NUMERICS_READ_ONLY_METHODS });
   const { port, address } = await server.start();
   return { server, port, address };
 }

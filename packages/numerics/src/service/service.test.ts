@@ -150,3 +150,16 @@ test("the octet-numerics binary serves, rejects bad flags with a message and a n
   child.kill("SIGTERM");
   assert.equal(await exit, 0);
 });
+
+test("a server with a bearer token still answers every call without one: the service is stateless, nothing to protect", async () => {
+  const guarded = await startNumericsServer({ host: "127.0.0.1", port: 0, authToken: "numerics-test-token-0123456789" });
+  const anonymous = createClient(services.numerics.v1.NumericsServiceClient, `127.0.0.1:${guarded.port}`);
+  try {
+    const x = randomNormal(seededRandom(5), 128, 1);
+    const res = await callUnary(anonymous, "quantize", { header: { shape: [1, 128], block: [1, 128], format: 1, scale: 1, dtype: 1 }, data: bytesOf(x) }, { deadlineMs: 5000 });
+    assert.deepEqual(res.header?.shape, [1, 128]);
+  } finally {
+    anonymous.close();
+    await guarded.server.shutdown("tests done");
+  }
+});
