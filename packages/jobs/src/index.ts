@@ -12,6 +12,7 @@
 // Only the config entry point of @octet/model (zod + @octet/schedules): a scheduler validating specs loads
 // neither the model nor its kernels, the router or MTP.
 import { type Config, dataSchema, presetConfig, RECIPE_NAMES, validateConfig } from "@octet/model/config";
+import { checkRunName } from "@octet/proto/names";
 import { z } from "zod";
 
 /** The BullMQ queue every training job goes through. */
@@ -54,9 +55,14 @@ export type OctetKeys = ReturnType<typeof keysFor>;
 /** Redis keys and channels beside the queue (BullMQ's default prefix; see keysFor for another). */
 export const keys: OctetKeys = keysFor(DEFAULT_BULL_PREFIX);
 
-const name = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "must be 1–128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit");
+// A run names checkpoint and EMA directories in the services: the one rule they all check (@octet/proto/names).
+const name = z.string().superRefine((value, ctx) => {
+  try {
+    checkRunName(value);
+  } catch (e) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+  }
+});
 const posInt = z.number().int().positive();
 
 export const jobSpecSchema = z

@@ -21,6 +21,7 @@ test("validateJobSpec names the offending field", () => {
   assert.throws(() => validateJobSpec({ gpus: 0 }), /gpus/);
   assert.throws(() => validateJobSpec({ bogus: 1 }), /bogus|Unrecognized/);
   assert.throws(() => validateJobSpec({ run: "../etc" }), /run/);
+  assert.throws(() => validateJobSpec({ run: "a..b" }), (e: Error) => e instanceof RangeError && /run: invalid run name "a\.\.b"/.test(e.message));
   assert.throws(() => validateJobSpec({ config: "nope" }), /config: unknown config/);
   assert.throws(() => validateJobSpec({ recipe: "fp4" }), /recipe/);
   // an fp8 config whose model dimension is not a multiple of the quantization block
