@@ -24,9 +24,22 @@ const octet::Kernels* const kCompiled[3] = {
 #endif
 };
 
-// The copy this process runs (set once, by Init).
-octet_native::Isa g_isa = octet_native::Isa::scalar;
-const octet::Kernels* g_kernels = kCompiled[0];
+// The copy this process runs: chosen once, when the first environment (main thread or worker) loads the
+// addon (a function-local static: thread-safe, and a throw leaves it for the next load to retry).
+struct Choice {
+  octet_native::Isa isa;
+  const octet::Kernels* kernels;
+};
+const Choice& choice() {
+  static const Choice chosen = [] {
+    bool compiled[3];
+    for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
+    const octet_native::Isa isa = octet_native::select_isa(compiled);
+    return Choice{isa, kCompiled[(int)isa]};
+  }();
+  return chosen;
+}
+const octet::Kernels& kernels() { return *choice().kernels; }
 
 using octet_native::guarded;
 using octet_native::need;
@@ -62,7 +75,7 @@ napi_value Quantize(napi_env env, napi_callback_info info) {
     uint8_t* data; float* scales;
     napi_value vd = new_typed(env, napi_uint8_array, rows * cols, &data);
     napi_value vs = new_typed(env, napi_float32_array, grid, &scales);
-    const int64_t first = g_kernels->quantize(x, rows, cols, br, bc, fmt, pow2, data, scales);
+    const int64_t first = kernels().quantize(x, rows, cols, br, bc, fmt, pow2, data, scales);
     napi_value out;
     napi_create_object(env, &out);
     set(env, out, "data", vd);
@@ -87,7 +100,7 @@ napi_value QuantizeTiledBoth(napi_env env, napi_callback_info info) {
     napi_value vrs = new_typed(env, napi_float32_array, rows * ((cols + 127) / 128), &rs);
     napi_value vcd = new_typed(env, napi_uint8_array, rows * cols, &cd);
     napi_value vcs = new_typed(env, napi_float32_array, ((rows + 127) / 128) * cols, &cs);
-    const int64_t first = g_kernels->quantize_tiled_both(x, rows, cols, fmt, pow2, rd, rs, cd, cs);
+    const int64_t first = kernels().quantize_tiled_both(x, rows, cols, fmt, pow2, rd, rs, cd, cs);
     napi_value out, rw, cw;
     napi_create_object(env, &out);
     napi_create_object(env, &rw);
@@ -124,7 +137,7 @@ napi_value ScaledMatmul(napi_env env, napi_callback_info info) {
     need(abc % P == 0 && bbc % P == 0, "scaledMatmul: promoteEvery must divide both operands' block columns");
     float* c;
     napi_value out = new_typed(env, napi_float32_array, M * N, &c);
-    g_kernels->scaled_matmul(ad, as, M, K, abr, abc, afmt, bd, bs, N, bbr, bbc, bfmt, P, c);
+    kernels().scaled_matmul(ad, as, M, K, abr, abc, afmt, bd, bs, N, bbr, bbc, bfmt, P, c);
     return out;
   });
 }
@@ -146,10 +159,10 @@ napi_value plain_matmul(napi_env env, napi_callback_info info, const char* fn, F
 }
 
 napi_value MatmulF32(napi_env env, napi_callback_info info) {
-  return plain_matmul<float, napi_float32_array>(env, info, "matmulF32", g_kernels->matmul_f32);
+  return plain_matmul<float, napi_float32_array>(env, info, "matmulF32", kernels().matmul_f32);
 }
 napi_value MatmulBf16(napi_env env, napi_callback_info info) {
-  return plain_matmul<uint16_t, napi_uint16_array>(env, info, "matmulBf16", g_kernels->matmul_bf16);
+  return plain_matmul<uint16_t, napi_uint16_array>(env, info, "matmulBf16", kernels().matmul_bf16);
 }
 
 napi_value EncodeFp8(napi_env env, napi_callback_info info) {
@@ -160,7 +173,7 @@ napi_value EncodeFp8(napi_env env, napi_callback_info info) {
     const int fmt = a.format(1, "format");
     uint8_t* out;
     napi_value v = new_typed(env, napi_uint8_array, n, &out);
-    g_kernels->encode_fp8_array(x, (int64_t)n, fmt, a.flag(2), out);
+    kernels().encode_fp8_array(x, (int64_t)n, fmt, a.flag(2), out);
     return v;
   });
 }
@@ -173,7 +186,7 @@ napi_value DecodeFp8(napi_env env, napi_callback_info info) {
     const int fmt = a.format(1, "format");
     float* out;
     napi_value v = new_typed(env, napi_float32_array, n, &out);
-    g_kernels->decode_fp8_array(x, (int64_t)n, fmt, out);
+    kernels().decode_fp8_array(x, (int64_t)n, fmt, out);
     return v;
   });
 }
@@ -185,7 +198,7 @@ napi_value EncodeBf16(napi_env env, napi_callback_info info) {
     const float* x = a.typed<float>(0, napi_float32_array, &n, "x");
     uint16_t* out;
     napi_value v = new_typed(env, napi_uint16_array, n, &out);
-    g_kernels->encode_bf16_array(x, (int64_t)n, out);
+    kernels().encode_bf16_array(x, (int64_t)n, out);
     return v;
   });
 }
@@ -194,17 +207,14 @@ napi_value Info(napi_env env, napi_callback_info) {
   return guarded(env, [&] {
     bool compiled[3];
     for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
-    return octet_native::build_info(env, octet::pool().threads(), g_isa, g_kernels->description, compiled);
+    return octet_native::build_info(env, octet::pool().threads(), choice().isa, kernels().description, compiled);
   });
 }
 
 napi_value Init(napi_env env, napi_value exports) {
   // A bad or unsupported OCTET_NATIVE_ISA makes require() throw a RangeError (the loader reports it).
-  bool compiled[3];
-  for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
   if (!guarded(env, [&] {
-        g_isa = octet_native::select_isa(compiled);
-        g_kernels = kCompiled[(int)g_isa];
+        choice();
         return exports;
       }))
     return nullptr;

@@ -24,9 +24,31 @@ const octet_router::Kernels* const kCompiled[3] = {
 #endif
 };
 
-// The copy this process runs (set once, by Init).
-octet_native::Isa g_isa = octet_native::Isa::scalar;
-const octet_router::Kernels* g_kernels = kCompiled[0];
+// The copy this process runs: chosen once, when the first environment (main thread or worker) loads the
+// addon (a function-local static: thread-safe, and a throw leaves it for the next load to retry).
+struct Choice {
+  octet_native::Isa isa;
+  const octet_router::Kernels* kernels;
+};
+const Choice& choice() {
+  static const Choice chosen = [] {
+    bool compiled[3];
+    for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
+    const octet_native::Isa isa = octet_native::select_isa(compiled);
+    return Choice{isa, kCompiled[(int)isa]};
+  }();
+  return chosen;
+}
+
+// std::pow's 2^(j/32) from the moment the library is loaded (once per process, before any Init) until the
+// loader installs V8's (setFractionPowers); Init does not touch the table, which another thread may be using.
+struct FractionPowersAtLoad {
+  FractionPowersAtLoad() {
+    double powers[32];
+    for (int j = 0; j < 32; j++) powers[j] = std::pow(2.0, j / 32.0);
+    octet_router::set_fraction_powers(powers);
+  }
+} g_fraction_powers_at_load;
 
 using octet_native::guarded;
 using octet_native::need;
@@ -69,7 +91,7 @@ napi_value RouteSigmoid(napi_env env, napi_callback_info info) {
     need(s.top_k <= s.topk_group * gs, "routeSigmoid: topK must not exceed the eligible experts");
     need(!(s.n_group > 1 && s.topk_group < s.n_group) || gs >= 2, "routeSigmoid: group-limited routing needs >= 2 experts per group");
     for (int64_t e = 0; e < s.experts; e++) need(std::isfinite(bias[e]), "routeSigmoid: bias must be finite");
-    return num(env, (double)g_kernels->route_sigmoid(logits, s, bias, indices, weights, scores));
+    return num(env, (double)choice().kernels->route_sigmoid(logits, s, bias, indices, weights, scores));
   });
 }
 
@@ -104,21 +126,14 @@ napi_value Info(napi_env env, napi_callback_info) {
   return guarded(env, [&] {
     bool compiled[3];
     for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
-    return octet_native::build_info(env, octet_router::pool().threads(), g_isa, g_kernels->description, compiled);
+    return octet_native::build_info(env, octet_router::pool().threads(), choice().isa, choice().kernels->description, compiled);
   });
 }
 
 napi_value Init(napi_env env, napi_value exports) {
-  // std::pow's 2^(j/32) until the loader installs V8's (setFractionPowers).
-  double powers[32];
-  for (int j = 0; j < 32; j++) powers[j] = std::pow(2.0, j / 32.0);
-  octet_router::set_fraction_powers(powers);
   // A bad or unsupported OCTET_NATIVE_ISA makes require() throw a RangeError (the loader reports it).
-  bool compiled[3];
-  for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
   if (!guarded(env, [&] {
-        g_isa = octet_native::select_isa(compiled);
-        g_kernels = kCompiled[(int)g_isa];
+        choice();
         return exports;
       }))
     return nullptr;
