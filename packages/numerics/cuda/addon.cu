@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include "common.cuh"
 #include "kernels.h"
 
 #ifdef OCTET_HAVE_SM90
@@ -676,9 +677,17 @@ NAPI_FN(Transpose) {
     const dim3 grid((unsigned)((cols + 31) / 32), (unsigned)((rows + 31) / 32)), block(32, 8);
     const char* src = static_cast<const char*>(in->ptr) + ioff;
     char* dst = static_cast<char*>(out->ptr) + ooff;
-    if (elt == 1) transpose_kernel<uint8_t><<<grid, block, 0, c.stream>>>(reinterpret_cast<const uint8_t*>(src), reinterpret_cast<uint8_t*>(dst), rows, cols);
-    else if (elt == 2) transpose_kernel<uint16_t><<<grid, block, 0, c.stream>>>(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<uint16_t*>(dst), rows, cols);
-    else transpose_kernel<uint32_t><<<grid, block, 0, c.stream>>>(reinterpret_cast<const uint32_t*>(src), reinterpret_cast<uint32_t*>(dst), rows, cols);
+    // A pointer variable, so the launch macro reads the same under nvcc and under the CPU emulation.
+    if (elt == 1) {
+      auto k = &transpose_kernel<uint8_t>;
+      OCTET_LAUNCH(k, grid, block, 0, c.stream)(reinterpret_cast<const uint8_t*>(src), reinterpret_cast<uint8_t*>(dst), rows, cols);
+    } else if (elt == 2) {
+      auto k = &transpose_kernel<uint16_t>;
+      OCTET_LAUNCH(k, grid, block, 0, c.stream)(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<uint16_t*>(dst), rows, cols);
+    } else {
+      auto k = &transpose_kernel<uint32_t>;
+      OCTET_LAUNCH(k, grid, block, 0, c.stream)(reinterpret_cast<const uint32_t*>(src), reinterpret_cast<uint32_t*>(dst), rows, cols);
+    }
     cuda_check(cudaGetLastError(), "transpose kernel launch");
     return undefined(env);
   });

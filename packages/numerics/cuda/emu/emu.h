@@ -323,6 +323,7 @@ inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v)
 
 // ---- the runtime API the addon calls, on host memory (synchronous; graphs record closures) -------------------------------
 #include <chrono>
+#include <map>
 struct emu_event { double ms = 0; };
 struct emu_graph { std::vector<std::function<void()>> ops; };
 inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
@@ -342,6 +343,41 @@ inline cudaError_t cudaMalloc(void** p, size_t n) {
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 inline cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+// The stream-ordered pool (cudaMallocAsync): host memory with the bytes in use and their high-water mark counted.
+namespace emu {
+inline std::map<void*, size_t>& pool_sizes() { static std::map<void*, size_t> m; return m; }
+inline uint64_t pool_used = 0, pool_peak = 0;
+}
+struct emu_mem_pool { int unused; };
+typedef emu_mem_pool* cudaMemPool_t;
+enum cudaMemPoolAttr { cudaMemPoolAttrReleaseThreshold, cudaMemPoolAttrReservedMemCurrent, cudaMemPoolAttrUsedMemCurrent, cudaMemPoolAttrUsedMemHigh };
+inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* p, int) { static emu_mem_pool pool; *p = &pool; return cudaSuccess; }
+inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr a, void* v) {
+  if (a == cudaMemPoolAttrUsedMemHigh) emu::pool_peak = *static_cast<uint64_t*>(v) == 0 ? emu::pool_used : emu::pool_peak;
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t, cudaMemPoolAttr a, void* v) {
+  uint64_t* out = static_cast<uint64_t*>(v);
+  *out = a == cudaMemPoolAttrUsedMemHigh ? emu::pool_peak : a == cudaMemPoolAttrReleaseThreshold ? UINT64_MAX : emu::pool_used;
+  return cudaSuccess;
+}
+inline cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) {
+  const cudaError_t e = cudaMalloc(p, n);
+  if (e == cudaSuccess) {
+    emu::pool_sizes()[*p] = n;
+    emu::pool_used += n;
+    if (emu::pool_used > emu::pool_peak) emu::pool_peak = emu::pool_used;
+  }
+  return e;
+}
+inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
+  auto it = emu::pool_sizes().find(p);
+  if (it != emu::pool_sizes().end()) {
+    emu::pool_used -= it->second;
+    emu::pool_sizes().erase(it);
+  }
+  return cudaFree(p);
+}
 inline cudaError_t cudaMemGetInfo(size_t* f, size_t* t) { *f = *t = (size_t)8 << 30; return cudaSuccess; }
 inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind kind, cudaStream_t) {
   if (emu::capturing) {
@@ -350,6 +386,12 @@ inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyK
   } else {
     std::memmove(d, s, n);
   }
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemcpy2DAsync(void* d, size_t dpitch, const void* s, size_t spitch, size_t width, size_t height, cudaMemcpyKind, cudaStream_t) {
+  auto copy = [=] { for (size_t r = 0; r < height; r++) std::memmove(static_cast<char*>(d) + r * dpitch, static_cast<const char*>(s) + r * spitch, width); };
+  if (emu::capturing) emu::captured.push_back(copy);
+  else copy();
   return cudaSuccess;
 }
 inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = nullptr) {
