@@ -21,7 +21,7 @@ test("HostTensor: zeroed memory of the dtype's array, or a view of the given one
 });
 
 test("HostTensor: a wrong array type, length, shape or dtype is refused naming it", () => {
-  assert.throws(() => new HostTensor("F32", [2], new Uint16Array(2)), /HostTensor: F32 data must be a Float32Array, got Uint16Array/);
+  assert.throws(() => new HostTensor("F32", [2], new Uint16Array(2) as unknown as Float32Array), /HostTensor: F32 data must be a Float32Array, got Uint16Array/);
   assert.throws(() => new HostTensor("I32", [2, 2], new Int32Array(3)), /shape \[2, 2\] holds 4 I32 values, the array has 3/);
   assert.throws(() => new HostTensor("F32", [2, -1]), /HostTensor: shape: dimension -1 is not a non-negative integer/);
   assert.throws(() => new HostTensor("F17" as "F32", [1]), /unknown dtype "F17"/);
