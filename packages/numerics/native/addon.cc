@@ -24,21 +24,8 @@ const octet::Kernels* const kCompiled[3] = {
 #endif
 };
 
-// The copy this process runs: chosen once, when the first environment (main thread or worker) loads the
-// addon (a function-local static: thread-safe, and a throw leaves it for the next load to retry).
-struct Choice {
-  octet_native::Isa isa;
-  const octet::Kernels* kernels;
-};
-const Choice& choice() {
-  static const Choice chosen = [] {
-    bool compiled[3];
-    for (int i = 0; i < 3; i++) compiled[i] = kCompiled[i] != nullptr;
-    const octet_native::Isa isa = octet_native::select_isa(compiled);
-    return Choice{isa, kCompiled[(int)isa]};
-  }();
-  return chosen;
-}
+// The copy this process runs (octet/native/isa.h: chosen once per process).
+const octet_native::KernelChoice<octet::Kernels>& choice() { return octet_native::choose_kernels(kCompiled); }
 const octet::Kernels& kernels() { return *choice().kernels; }
 
 using octet_native::guarded;

@@ -108,6 +108,25 @@ inline Isa select_isa(const bool (&compiled)[3]) {
   return Isa::scalar;
 }
 
+// The kernel table this process runs, out of an addon's compiled copies (indexed by Isa; nullptr where not built):
+// chosen once, when the first environment (main thread or worker) loads the addon — a function-local static of
+// the table type, so thread-safe, one per addon (hidden visibility), and a throw leaves it for the next load to retry.
+template <typename Kernels>
+struct KernelChoice {
+  Isa isa;
+  const Kernels* kernels;
+};
+template <typename Kernels>
+const KernelChoice<Kernels>& choose_kernels(const Kernels* const (&compiled)[3]) {
+  static const KernelChoice<Kernels> chosen = [&] {
+    bool built[3];
+    for (int i = 0; i < 3; i++) built[i] = compiled[i] != nullptr;
+    const Isa isa = select_isa(built);
+    return KernelChoice<Kernels>{isa, compiled[(int)isa]};
+  }();
+  return chosen;
+}
+
 }  // namespace octet_native
 
 #pragma GCC visibility pop
