@@ -20,8 +20,9 @@ import {
 } from "@octet/numerics";
 import { cpuMtpKernels } from "@octet/mtp";
 import { type DispatchPlan, type RouteResult, planDispatch, routeTokens, routeTokensBackward } from "@octet/router";
-import type { LinearGemms, Precision } from "../precision.js";
-import type { AdamWHyper, AttentionShape, Backend, GemmState, GroupedGemms, HostArray, QuantizedTensor, RouteOptions, Routing } from "./backend.js";
+import type { Precision } from "../precision.js";
+import type { AdamWHyper, AttentionShape, Backend, GroupedGemms, HostArray, QuantizedTensor, RouteOptions, Routing } from "./backend.js";
+import { PerExpertGroupedGemms, mat } from "./grouped.js";
 
 /** Time spent in kernels, for the benchmark's GEMM fraction. */
 export interface KernelTimes {
@@ -47,11 +48,6 @@ const f32 = (t: TensorHandle, what: string) => typed<Float32Array>(t, "F32", wha
 const i32 = (t: TensorHandle, what: string) => typed<Int32Array>(t, "I32", what);
 
 /** [rows, cols] of a 2-D tensor, or a RangeError naming `what`. */
-function mat(t: TensorHandle, what: string): [number, number] {
-  if (t.shape.length !== 2) throw new RangeError(`${what}: expected a 2-D tensor, got [${t.shape.join(", ")}]`);
-  return t.shape as [number, number];
-}
-
 function sizeOf(t: TensorHandle): number {
   let n = 1;
   for (const d of t.shape) n *= d;
@@ -181,82 +177,6 @@ class CpuRouting implements Routing {
 function cpuRouting(r: Routing, what: string): CpuRouting {
   if (!(r instanceof CpuRouting)) throw new TypeError(`${what}: the routing was not made by the CPU backend`);
   return r;
-}
-
-// ---- grouped expert GEMMs -----------------------------------------------------------------------------------------
-
-/**
- * The experts' GEMMs on the CPU: each expert's rows through its own recipe GEMMs (precision.forLinear, the
- * same objects and calls a Linear makes), expert by expert, on row views of the grouped buffers and of the
- * stacked weights; an expert without rows is skipped.
- */
-class CpuGroupedGemms implements GroupedGemms {
-  private readonly experts: LinearGemms[];
-  private routing: CpuRouting | null = null;
-  readonly canRecompute: boolean;
-
-  constructor(private readonly be: CpuBackend, precision: Precision, names: readonly string[]) {
-    if (names.length === 0) throw new RangeError("groupedGemms: no experts");
-    this.experts = names.map((n) => precision.forLinear(n));
-    this.canRecompute = this.experts.every((g) => g.canRecompute);
-  }
-
-  /** Expert e's rows [offset, offset + count) for each expert with rows. */
-  private *groups(routing: CpuRouting): Generator<[number, number, number]> {
-    const { expertCounts: counts, expertOffsets: offsets } = routing.plan;
-    if (counts.length !== this.experts.length) throw new RangeError(`groupedGemms: the routing has ${counts.length} experts, the group ${this.experts.length}`);
-    for (let e = 0; e < counts.length; e++) if (counts[e] > 0) yield [e, offsets[e], counts[e]];
-  }
-
-  private outFeatures(w: TensorHandle): number {
-    const [stacked] = mat(w, "groupedGemms: w");
-    if (stacked % this.experts.length !== 0) throw new RangeError(`groupedGemms: ${stacked} weight rows are not ${this.experts.length} experts' stack`);
-    return stacked / this.experts.length;
-  }
-
-  fprop(x: TensorHandle, w: TensorHandle, routing: Routing, save = true): TensorHandle {
-    const r = (this.routing = cpuRouting(routing, "groupedGemms.fprop"));
-    const [rows] = mat(x, "groupedGemms.fprop: x");
-    if (rows !== r.rows) throw new RangeError(`groupedGemms.fprop: x has ${rows} rows, the routing ${r.rows}`);
-    const outF = this.outFeatures(w);
-    const y = new Float32Array(rows * outF); // [rows, out]
-    for (const [e, off, n] of this.groups(r)) {
-      const ye = this.experts[e].fprop(this.be.rows(x, off, n), this.be.rows(w, e * outF, outF), save);
-      y.set(f32(ye, "groupedGemms.fprop"), off * outF);
-    }
-    return F32([rows, outF], y);
-  }
-
-  saveInput(x: TensorHandle, routing: Routing): void {
-    const r = (this.routing = cpuRouting(routing, "groupedGemms.saveInput"));
-    for (const [e, off, n] of this.groups(r)) this.experts[e].saveInput(this.be.rows(x, off, n));
-  }
-
-  backward(dy: TensorHandle, w: TensorHandle, grad: TensorHandle): TensorHandle {
-    const r = this.routing;
-    if (!r) throw new Error("groupedGemms.backward needs a fprop first");
-    const outF = this.outFeatures(w);
-    const [rows] = mat(dy, "groupedGemms.backward: dy");
-    const inF = w.shape[1];
-    const dx = new Float32Array(rows * inF); // [rows, in]
-    for (const [e, off, n] of this.groups(r)) {
-      const g = this.experts[e];
-      const dye = this.be.rows(dy, off, n);
-      this.be.addInPlace(this.be.rows(grad, e * outF, outF), g.wgrad(dye));
-      g.release();
-      dx.set(f32(g.dgrad(dye, this.be.rows(w, e * outF, outF)), "groupedGemms.backward"), off * inF);
-    }
-    this.routing = null;
-    return F32([rows, inF], dx);
-  }
-
-  exportState(expert: number): GemmState {
-    return this.experts[expert].exportState();
-  }
-
-  importState(expert: number, state: GemmState): void {
-    this.experts[expert].importState(state);
-  }
 }
 
 // ---- the backend --------------------------------------------------------------------------------------------------
@@ -406,7 +326,12 @@ export class CpuBackend implements Backend {
   }
 
   groupedGemms(precision: Precision, names: readonly string[]): GroupedGemms {
-    return new CpuGroupedGemms(this, precision, names);
+    return new PerExpertGroupedGemms({
+      be: this,
+      routing: cpuRouting,
+      offsets: (r) => (r as CpuRouting).plan.expertOffsets,
+      copyInto: (dst, src) => f32(dst, "groupedGemms").set(f32(src, "groupedGemms")),
+    }, precision, names);
   }
 
   // ---- normalization, position, attention, activation, loss ----

@@ -24,8 +24,9 @@ import {
 } from "@octet/numerics/cuda";
 import type { MtpKernels } from "@octet/mtp";
 import { type ModelKernels, modelKernels, modelKernelsUnavailable } from "../cuda/kernels.js";
-import type { LinearGemms, Precision } from "../precision.js";
-import type { AdamWHyper, AttentionShape, Backend, GemmState, GroupedGemms, HostArray, QuantizedTensor, RouteOptions, Routing } from "./backend.js";
+import type { Precision } from "../precision.js";
+import type { AdamWHyper, AttentionShape, Backend, GroupedGemms, HostArray, QuantizedTensor, RouteOptions, Routing } from "./backend.js";
+import { PerExpertGroupedGemms, mat } from "./grouped.js";
 import { CudaTensor, NUMERICS_DTYPE, elementBytes, elementCount, rowRange } from "./cuda-tensor.js";
 
 export { CudaTensor } from "./cuda-tensor.js";
@@ -63,11 +64,6 @@ function inferDtype(data: HostArray): DType {
   throw new TypeError(`fromHost: a ${data?.constructor?.name ?? typeof data} holds bit patterns or codes; name its dtype (BF16, F8_E4M3, U8, …)`);
 }
 
-function mat(t: TensorHandle, what: string): [number, number] {
-  if (t.shape.length !== 2) throw new RangeError(`${what}: expected a 2-D tensor, got [${t.shape.join(", ")}]`);
-  return t.shape as [number, number];
-}
-
 function dtypeIs(t: CudaTensor, dtype: DType, what: string): CudaTensor {
   if (t.dtype !== dtype) throw new TypeError(`${what}: expected a ${dtype} tensor, got ${t.dtype} [${t.shape.join(", ")}]`);
   return t;
@@ -100,79 +96,6 @@ class CudaRouting implements Routing {
   ) {}
   get rows(): number {
     return this.tokens * this.topK;
-  }
-}
-
-/**
- * The experts' GEMMs on the device: each expert's rows through its own recipe GEMMs (precision.forLinear, as
- * CpuGroupedGemms does), on row views of the grouped buffers and of the stacked weights. The expert offsets
- * come to the host once per routing (counted in hostSyncs as "expertOffsets"): numerics' GEMMs take host sizes.
- */
-class CudaGroupedGemms implements GroupedGemms {
-  private readonly experts: LinearGemms[];
-  private routing: CudaRouting | null = null;
-  readonly canRecompute: boolean;
-
-  constructor(private readonly be: CudaBackend, precision: Precision, names: readonly string[]) {
-    if (names.length === 0) throw new RangeError("groupedGemms: no experts");
-    this.experts = names.map((n) => precision.forLinear(n));
-    this.canRecompute = this.experts.every((g) => g.canRecompute);
-  }
-
-  private *groups(routing: CudaRouting): Generator<[number, number, number]> {
-    if (routing.experts !== this.experts.length) throw new RangeError(`groupedGemms: the routing has ${routing.experts} experts, the group ${this.experts.length}`);
-    const offsets = this.be.expertOffsetsOnHost(routing);
-    for (let e = 0; e < routing.experts; e++) if (offsets[e + 1] > offsets[e]) yield [e, offsets[e], offsets[e + 1] - offsets[e]];
-  }
-
-  private outFeatures(w: TensorHandle): number {
-    const [stacked] = mat(w, "groupedGemms: w");
-    if (stacked % this.experts.length !== 0) throw new RangeError(`groupedGemms: ${stacked} weight rows are not ${this.experts.length} experts' stack`);
-    return stacked / this.experts.length;
-  }
-
-  fprop(x: TensorHandle, w: TensorHandle, routing: Routing, save = true): TensorHandle {
-    const r = (this.routing = this.be.routingOf(routing, "groupedGemms.fprop"));
-    const [rows] = mat(x, "groupedGemms.fprop: x");
-    if (rows !== r.rows) throw new RangeError(`groupedGemms.fprop: x has ${rows} rows, the routing ${r.rows}`);
-    const outF = this.outFeatures(w);
-    const y = this.be.zeros([rows, outF]);
-    for (const [e, off, n] of this.groups(r)) {
-      const ye = this.experts[e].fprop(this.be.rows(x, off, n), this.be.rows(w, e * outF, outF), save);
-      this.be.copyInto(this.be.rows(y, off, n), ye);
-    }
-    return y;
-  }
-
-  saveInput(x: TensorHandle, routing: Routing): void {
-    const r = (this.routing = this.be.routingOf(routing, "groupedGemms.saveInput"));
-    for (const [e, off, n] of this.groups(r)) this.experts[e].saveInput(this.be.rows(x, off, n));
-  }
-
-  backward(dy: TensorHandle, w: TensorHandle, grad: TensorHandle): TensorHandle {
-    const r = this.routing;
-    if (!r) throw new Error("groupedGemms.backward needs a fprop first");
-    const outF = this.outFeatures(w);
-    const [rows] = mat(dy, "groupedGemms.backward: dy");
-    const inF = w.shape[1];
-    const dx = this.be.zeros([rows, inF]);
-    for (const [e, off, n] of this.groups(r)) {
-      const g = this.experts[e];
-      const dye = this.be.rows(dy, off, n);
-      this.be.addInPlace(this.be.rows(grad, e * outF, outF), g.wgrad(dye));
-      g.release();
-      this.be.copyInto(this.be.rows(dx, off, n), g.dgrad(dye, this.be.rows(w, e * outF, outF)));
-    }
-    this.routing = null;
-    return dx;
-  }
-
-  exportState(expert: number): GemmState {
-    return this.experts[expert].exportState();
-  }
-
-  importState(expert: number, state: GemmState): void {
-    this.experts[expert].importState(state);
   }
 }
 
@@ -507,7 +430,12 @@ export class CudaBackend implements Backend {
 
   groupedGemms(precision: Precision, names: readonly string[]): GroupedGemms {
     this.attention ??= precision.name === "fp32" ? "fp32" : "bf16";
-    return new CudaGroupedGemms(this, precision, names);
+    return new PerExpertGroupedGemms({
+      be: this,
+      routing: (r, what) => this.routingOf(r, what),
+      offsets: (r) => this.expertOffsetsOnHost(r as CudaRouting),
+      copyInto: (dst, src) => this.copyInto(dst, src),
+    }, precision, names);
   }
 
   // ---- normalization, position, attention, activation, loss ----
