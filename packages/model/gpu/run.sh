@@ -47,8 +47,9 @@ fi
 command -v node >/dev/null 2>&1 || { echo "run.sh: no node and no .carry/node.xz"; exit 1; }
 export NODE_INCLUDE=${NODE_INCLUDE:-$root/.carry/node-include}
 build=/tmp/octet-model-gpu-build
-export OCTET_CUDA_BUILD_DIR=$build/numerics OCTET_MODEL_CUDA_BUILD_DIR=$build/model
-export OCTET_CUDA_ADDON=$build/numerics/octet_numerics_cuda.node OCTET_MODEL_CUDA_ADDON=$build/model/octet_model_cuda.node
+# A build directory may be given (an addon compiled elsewhere with the same nvcc: build.sh's stamp then skips it).
+export OCTET_CUDA_BUILD_DIR=${OCTET_CUDA_BUILD_DIR:-$build/numerics} OCTET_MODEL_CUDA_BUILD_DIR=${OCTET_MODEL_CUDA_BUILD_DIR:-$build/model}
+export OCTET_CUDA_ADDON=$OCTET_CUDA_BUILD_DIR/octet_numerics_cuda.node OCTET_MODEL_CUDA_ADDON=$OCTET_MODEL_CUDA_BUILD_DIR/octet_model_cuda.node
 export OCTET_NUMERICS_BACKEND=typescript OCTET_ROUTER_BACKEND=typescript
 { echo "date $(date -u '+%F %T') UTC; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); node $(node -v)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -2; } | tee "$OUT/env.txt"
