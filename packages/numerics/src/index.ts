@@ -92,6 +92,8 @@ export {
   readHeaderFromFile,
   serialize,
   deserialize,
+  SafetensorsFileReader,
+  SafetensorsFileWriter,
 } from "./safetensors.js";
 
 export { type AccumulationStudyRow, runAccumulationStudy } from "./study.js";

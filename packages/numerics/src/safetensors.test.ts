@@ -1,12 +1,12 @@
 // The safetensors codec: exact bytes of the writer, round trips of every dtype, the dtype table's typed arrays,
 // and the validation of malformed files (truncation, lying offsets, dtype/shape mismatch, overlaps, header size).
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { DTYPES, DTYPE_INFO, DTYPE_SIZES, bytesOf, tensorByteLength, typedArrayOf } from "./safetensors-dtypes.js";
-import { MAX_HEADER_BYTES, deserialize, encodeHeader, parseHeader, readHeaderFromFile, serialize } from "./safetensors.js";
+import { MAX_HEADER_BYTES, SafetensorsFileReader, SafetensorsFileWriter, deserialize, encodeHeader, parseHeader, readHeaderFromFile, serialize } from "./safetensors.js";
 
 function hex(b: Uint8Array): string {
   return Buffer.from(b).toString("hex");
@@ -184,6 +184,44 @@ test("readHeaderFromFile reads and validates the header only; refuses a truncate
     await assert.rejects(readHeaderFromFile(join(dir, "short.safetensors")), (e: Error) => e instanceof RangeError && /cover 16 bytes but the buffer holds 15/.test(e.message));
     await writeFile(join(dir, "cut.safetensors"), bytes.subarray(0, 20));
     await assert.rejects(readHeaderFromFile(join(dir, "cut.safetensors")), (e: Error) => e instanceof RangeError && /past the end of the file/.test(e.message));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("streaming writer and reader: the same bytes as serialize, tensor by tensor; order, sizes and truncation checked", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "octet-safetensors-"));
+  try {
+    const a = { name: "a", dtype: "F32" as const, shape: [3], data: bytesOf(Float32Array.of(1, 2, 3)) };
+    const b = { name: "b.weight", dtype: "BF16" as const, shape: [2, 2], data: bytesOf(Uint16Array.of(1, 2, 3, 4)) };
+    const path = join(dir, "s.safetensors");
+    const w = await SafetensorsFileWriter.create(path, [a, b], { format: "pt" });
+    assert.equal(w.expected, "a");
+    await assert.rejects(w.write("b.weight", b.data), /expects "a" next/);
+    await assert.rejects(w.write("a", new Uint8Array(4)), /4 data bytes, expected 12/);
+    await w.write("a", a.data);
+    await w.write("b.weight", b.data);
+    await assert.rejects(w.write("c", new Uint8Array(0)), /written already/);
+    await w.close();
+    assert.deepEqual(await readFile(path), serialize([a, b], { format: "pt" }));
+    await assert.rejects(SafetensorsFileWriter.create(path, [a]), /EEXIST/);
+
+    const r = await SafetensorsFileReader.open(path);
+    assert.deepEqual(r.tensors.map((t) => t.name), ["a", "b.weight"]);
+    assert.deepEqual(r.header.metadata, { format: "pt" });
+    const got = await r.read("b.weight");
+    assert.deepEqual([got.dtype, got.shape, [...got.data]], ["BF16", [2, 2], [...b.data]]);
+    assert.deepEqual(new Float32Array((await r.read("a")).data.buffer), Float32Array.of(1, 2, 3));
+    await assert.rejects(r.read("nope"), (e: Error) => e instanceof RangeError && /"nope" is not in/.test(e.message));
+    await r.close();
+
+    const partial = await SafetensorsFileWriter.create(join(dir, "p.safetensors"), [a, b]);
+    await partial.write("a", a.data);
+    await assert.rejects(partial.close(), /1 tensors not written \(next: "b.weight"\)/);
+
+    const bytes = await readFile(path);
+    await writeFile(join(dir, "cut.safetensors"), bytes.subarray(0, bytes.length - 3));
+    await assert.rejects(SafetensorsFileReader.open(join(dir, "cut.safetensors")), (e: Error) => e instanceof RangeError && /tensor "b.weight" at \[12, 20\] runs past its end/.test(e.message));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

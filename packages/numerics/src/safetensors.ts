@@ -6,7 +6,7 @@
 // The one codec of the repository: the checkpointer's shards and the model's state files are both written and
 // read here. Bad input throws TypeError (wrong kind of value) or RangeError (sizes and offsets that do not add up).
 
-import { open } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import { type Tensor, type TensorSpec, checkDType, tensorByteLength } from "./safetensors-dtypes.js";
 
 /** Hugging Face's limit on the header size; larger headers are refused before being read. */
@@ -155,7 +155,12 @@ export function parseHeaderJson(json: Uint8Array, dataBytes?: number): Omit<Safe
     cursor = t.end;
   }
   if (dataBytes !== undefined && cursor !== dataBytes) {
-    throw new RangeError(`tensors cover ${cursor} bytes but the buffer holds ${dataBytes}`);
+    // A truncated file: name the first tensor whose bytes are not all there.
+    const cut = cursor > dataBytes ? tensors.find((t) => t.end > dataBytes) : undefined;
+    throw new RangeError(
+      `tensors cover ${cursor} bytes but the buffer holds ${dataBytes}` +
+        (cut ? ` (tensor ${JSON.stringify(cut.name)} at [${cut.begin}, ${cut.end}] runs past its end)` : ""),
+    );
   }
   return { tensors, metadata, dataBytes: cursor };
 }
@@ -213,5 +218,132 @@ export async function readHeaderFromFile(path: string): Promise<SafetensorsHeade
     return { ...h, dataStart: 8 + n };
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * A safetensors file on disk read tensor by tensor: the header is read and validated once (against the file's
+ * size, so a truncated file is refused naming the tensor it cuts), then each read fetches one tensor's bytes.
+ * Never holds more than the tensor asked for.
+ */
+export class SafetensorsFileReader {
+  private readonly byName: Map<string, TensorEntry>;
+
+  private constructor(
+    readonly path: string,
+    readonly header: SafetensorsHeader,
+    private readonly fh: FileHandle,
+  ) {
+    this.byName = new Map(header.tensors.map((t) => [t.name, t]));
+  }
+
+  static async open(path: string): Promise<SafetensorsFileReader> {
+    const fh = await open(path, "r");
+    try {
+      const { size } = await fh.stat();
+      const prefix = Buffer.alloc(8);
+      const { bytesRead } = await fh.read(prefix, 0, 8, 0);
+      const n = readHeaderLength(prefix.subarray(0, bytesRead), size);
+      const json = Buffer.alloc(n);
+      const r = await fh.read(json, 0, n, 8);
+      if (r.bytesRead !== n) throw new RangeError("short read of the safetensors header");
+      const h = parseHeaderJson(json, size - 8 - n);
+      return new SafetensorsFileReader(path, { ...h, dataStart: 8 + n }, fh);
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
+  }
+
+  /** Tensors in buffer order. */
+  get tensors(): readonly TensorEntry[] {
+    return this.header.tensors;
+  }
+
+  entry(name: string): TensorEntry | undefined {
+    return this.byName.get(name);
+  }
+
+  /** One tensor's bytes (its own buffer); a RangeError naming the tensor when it is absent or cut short. */
+  async read(name: string): Promise<Tensor> {
+    const e = this.byName.get(name);
+    if (!e) throw new RangeError(`tensor ${JSON.stringify(name)} is not in ${this.path}`);
+    const data = new Uint8Array(e.end - e.begin);
+    let off = 0;
+    while (off < data.length) {
+      const { bytesRead } = await this.fh.read(data, off, data.length - off, this.header.dataStart + e.begin + off);
+      if (bytesRead === 0) throw new RangeError(`tensor ${JSON.stringify(name)}: ${this.path} ends after ${off} of its ${data.length} bytes`);
+      off += bytesRead;
+    }
+    return { name: e.name, dtype: e.dtype, shape: [...e.shape], data };
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+/**
+ * A safetensors file written tensor by tensor: the header (every tensor's dtype and shape, so every offset)
+ * first, then each tensor's bytes in the order of `specs`. The file is created exclusively (an existing file
+ * is an error); close() checks that every tensor was written and syncs it to disk.
+ */
+export class SafetensorsFileWriter {
+  private next = 0;
+
+  private constructor(
+    readonly path: string,
+    private readonly entries: TensorEntry[],
+    private readonly fh: FileHandle,
+    private position: number,
+  ) {}
+
+  static async create(path: string, specs: readonly TensorSpec[], metadata?: Record<string, string>): Promise<SafetensorsFileWriter> {
+    const { header, entries } = encodeHeader(specs, metadata);
+    const fh = await open(path, "wx");
+    try {
+      await fh.write(header, 0, header.length, 0);
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
+    return new SafetensorsFileWriter(path, entries, fh, header.length);
+  }
+
+  /** The name of the tensor write() expects next (undefined once all are written). */
+  get expected(): string | undefined {
+    return this.entries[this.next]?.name;
+  }
+
+  async write(name: string, data: Uint8Array): Promise<void> {
+    const e = this.entries[this.next];
+    if (!e) throw new RangeError(`tensor ${JSON.stringify(name)}: every tensor of ${this.path} is written already`);
+    if (e.name !== name) throw new RangeError(`tensor ${JSON.stringify(name)}: ${this.path} expects ${JSON.stringify(e.name)} next`);
+    if (!(data instanceof Uint8Array)) throw new TypeError(`tensor ${JSON.stringify(name)}: data must be a Uint8Array (bytesOf(array) gives one)`);
+    if (data.byteLength !== e.end - e.begin) {
+      throw new RangeError(`tensor ${JSON.stringify(name)}: ${data.byteLength} data bytes, expected ${e.end - e.begin}`);
+    }
+    let off = 0;
+    while (off < data.byteLength) {
+      const { bytesWritten } = await this.fh.write(data, off, data.byteLength - off, this.position + off);
+      off += bytesWritten;
+    }
+    this.position += data.byteLength;
+    this.next++;
+  }
+
+  /** Checks that every tensor was written, syncs and closes; the file is complete after this. */
+  async close(): Promise<void> {
+    if (this.next !== this.entries.length) {
+      await this.fh.close();
+      throw new RangeError(`${this.path}: ${this.entries.length - this.next} tensors not written (next: ${JSON.stringify(this.entries[this.next].name)})`);
+    }
+    await this.fh.sync();
+    await this.fh.close();
+  }
+
+  /** Closes without the checks (the caller removes the partial file). */
+  async abort(): Promise<void> {
+    await this.fh.close().catch(() => undefined);
   }
 }
