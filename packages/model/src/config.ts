@@ -252,7 +252,7 @@ const tinyTrain: TrainConfig = {
   mtpLambda: { kind: "piecewise", points: [[0, 0.3], [200, 0.1]] }, // DeepSeek-V3's 0.3 → 0.1 at 2/3 of training
 };
 
-/** Named presets. `tiny` trains on this 2-core CPU in minutes; `micro` is for tests. */
+/** Named presets. `tiny` trains on this 2-core CPU in minutes; `micro` is for tests; `gpu-small` is for one GPU. */
 export const PRESETS: Record<string, Config> = {
   tiny: { name: "tiny", model: tinyModel, train: tinyTrain, data: { kind: "synthetic", seed: 1 } },
   micro: {
@@ -271,6 +271,56 @@ export const PRESETS: Record<string, Config> = {
     },
     data: { kind: "synthetic", seed: 1 },
   },
+  // The GPU-speed preset (issue 14), exactly these values so that outside measurements compare: 2.52 B parameters,
+  // 0.44 B active per token (embedding not counted), 16,384 tokens a step; DeepSeek-V2-Lite's expert proportions
+  // and DeepSeek-V3's routing.
+  "gpu-small": {
+    name: "gpu-small",
+    model: {
+      vocabSize: 32768,
+      seqLen: 2048,
+      dModel: 2048,
+      nLayers: 4,
+      nDenseLayers: 1,
+      nHeads: 16,
+      attention: { kind: "mla", qLoraRank: 768, kvLoraRank: 512, qkNopeHeadDim: 128, qkRopeHeadDim: 64, vHeadDim: 128 },
+      ffnHidden: 5632,
+      moe: {
+        nRoutedExperts: 64,
+        nSharedExperts: 2,
+        expertHidden: 1408,
+        topK: 6,
+        nGroup: 8,
+        topkGroup: 4,
+        routedScalingFactor: 1,
+        normTopkProb: true,
+        biasUpdateSpeed: 0.001,
+      },
+      normEps: 1e-6,
+      ropeTheta: 10000,
+      initStd: 0.02,
+      recompute: { rmsnorm: true, mlaUp: true },
+      mtp: { depth: 1 },
+    },
+    train: {
+      ...tinyTrain,
+      batchSize: 8,
+      steps: 1000,
+      lr: 3e-4,
+      minLr: 3e-5,
+      warmupSteps: 100,
+      weightDecay: 0.1,
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      gradClip: 1,
+      bf16Moments: true,
+      evalEvery: 100,
+      evalBatches: 8,
+      mtpLambda: { kind: "piecewise", points: [[0, 0.3], [667, 0.1]] },
+    },
+    data: { kind: "synthetic", seed: 1 },
+  },
 };
 
 export function presetConfig(name: string): Config {
@@ -278,3 +328,5 @@ export function presetConfig(name: string): Config {
   if (!preset) throw new RangeError(`unknown config ${JSON.stringify(name)}; presets: ${Object.keys(PRESETS).join(", ")}`);
   return structuredClone(preset);
 }
+
+export { parameterCount, trainingMemoryEstimate, type MemoryEstimate, type ParameterCount } from "./size.js";

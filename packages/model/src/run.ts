@@ -10,6 +10,7 @@ import { loadState, saveState } from "./state.js";
 import { type StepReport, Trainer } from "./trainer.js";
 import type { Backend } from "./backend/backend.js";
 import { CudaBackend, cudaBackendUnavailable } from "./backend/cuda.js";
+import { checkFitsDevice } from "./size.js";
 
 /** Where a run trains: "cpu" (CpuBackend, the default) or "cuda" (CudaBackend: every tensor on the GPU). */
 export type Device = "cpu" | "cuda";
@@ -66,6 +67,8 @@ export interface RunSummary {
   peakMemoryBytes: number | null;
   /** Device → host synchronizations of a training step (the median over the steps; 0 on the CPU). */
   hostSyncsPerStep: number;
+  /** Optimizer steps skipped because the loss or a gradient held NaN/Inf (each logged with the tensor). */
+  skippedSteps: number;
   /** The synchronizations of all steps and evaluations by kind (cuda; empty on the CPU). */
   hostSyncsByKind: Record<string, number>;
   curve: { step: number; valLoss: number }[];
@@ -76,6 +79,10 @@ export async function runTraining(opts: RunOptions): Promise<RunSummary> {
   const data = opts.data ?? (await loadDataset(config.data, config.model.vocabSize));
   const device = opts.device ?? "cpu";
   const backend = backendFor(device, opts.recipe);
+  if (backend instanceof CudaBackend) {
+    const { freeBytes, totalBytes } = backend.memoryStats();
+    checkFitsDevice(config, opts.recipe, freeBytes, totalBytes);
+  }
   const trainer = new Trainer({ config, recipe: opts.recipe, seed: opts.seed, data, backend });
   const syncs = () => (backend instanceof CudaBackend ? backend.hostSyncCount : 0);
   const syncsPerStep: number[] = [];
@@ -106,7 +113,7 @@ export async function runTraining(opts: RunOptions): Promise<RunSummary> {
       ms += r.ms;
       const tokensPerSec = (tokens / ms) * 1000;
       const mtp = r.mtpLosses.length ? { mtpLoss: r.mtpLoss, mtpLosses: r.mtpLosses, lambda: r.lambda } : {};
-      log({ type: "step", step: r.step, loss: r.loss, ...mtp, lr: r.lr, gradNorm: r.gradNorm, tokensPerSec: r.tokens / r.ms * 1000, maxLoadRatio: r.maxLoadRatio });
+      log({ type: "step", step: r.step, loss: r.loss, ...mtp, lr: r.lr, gradNorm: r.gradNorm, tokensPerSec: r.tokens / r.ms * 1000, maxLoadRatio: r.maxLoadRatio, ...(r.skipped ? { skipped: true, nonFinite: r.nonFinite } : {}) });
       opts.onStep?.({ ...r, tokensPerSec, etaSec: ((total - r.step) * ms) / 1000 / Math.max(1, r.step - (resumedFrom ?? 0)) }, trainer);
       syncsBefore = syncs();
     },
@@ -142,6 +149,7 @@ export async function runTraining(opts: RunOptions): Promise<RunSummary> {
     peakMemoryBytes: backend instanceof CudaBackend ? backend.memoryStats().peakBytes : null,
     // Steps that ran an evaluation read more; the median is a plain step's count.
     hostSyncsPerStep: syncsPerStep.length ? [...syncsPerStep].sort((a, b) => a - b)[syncsPerStep.length >> 1] : 0,
+    skippedSteps: trainer.skippedSteps,
     hostSyncsByKind: backend instanceof CudaBackend ? Object.fromEntries(backend.hostSyncs) : {},
     curve,
   };

@@ -110,3 +110,53 @@ test("bad configs are rejected with the reason, before training", () => {
   delete old.train.mtpLambda;
   assert.equal(validateConfig(old).model.mtp.depth, 0);
 });
+
+test("a NaN gradient skips the optimizer step, names the first tensor, leaves the state as it was, and the run goes on", () => {
+  const t = new Trainer({ config: micro(), recipe: "fp32", seed: 3 });
+  losses(t, 2);
+  const before = t.exportState();
+  // Fault injection after the real backward: one gradient gets a NaN.
+  const params = t.model.store.all();
+  const victim = params[Math.floor(params.length / 2)];
+  const backward = t.model.backward.bind(t.model);
+  t.model.backward = (lambda: number) => {
+    backward(lambda);
+    const g = Float32Array.from(t.be.toHost(victim.grad) as Float32Array);
+    g[g.length - 1] = Number.NaN;
+    t.be.copyFromHost(victim.grad, g);
+  };
+  const r = t.trainStep();
+  assert.equal(r.skipped, true);
+  assert.equal(r.nonFinite, `grad/${victim.name}`);
+  assert.ok(Number.isNaN(r.gradNorm));
+  assert.equal(r.skippedSteps, 1);
+  assert.equal(r.step, 3);
+  const after = t.exportState();
+  for (const [name, x] of before.tensors) {
+    if (name === "rng/data") continue; // the data moved on
+    assert.deepEqual(after.tensors.get(name)!.data, x.data, `${name} changed in a skipped step`);
+  }
+  assert.equal(after.meta.adamStep, before.meta.adamStep);
+  assert.equal(after.meta.skippedSteps, 1);
+  t.model.backward = backward;
+  const next = t.trainStep();
+  assert.equal(next.skipped, false);
+  assert.ok(Number.isFinite(next.loss) && Number.isFinite(next.gradNorm));
+  assert.equal(next.skippedSteps, 1);
+});
+
+test("a NaN loss is named as the loss, and the skipped count survives export and import", () => {
+  const t = new Trainer({ config: micro(), recipe: "fp32", seed: 3 });
+  // The head's weights (after the router, which refuses NaN affinities with a RangeError of its own).
+  const w = t.model.store.all().find((p) => p.name === "head.weight")!;
+  const saved = Float32Array.from(t.be.toHost(w.value) as Float32Array);
+  t.be.copyFromHost(w.value, new Float32Array(saved.length).fill(Number.NaN));
+  const r = t.trainStep();
+  assert.equal(r.skipped, true);
+  assert.equal(r.nonFinite, "loss");
+  t.be.copyFromHost(w.value, saved);
+  const u = new Trainer({ config: micro(), recipe: "fp32", seed: 3 });
+  u.importState(decodeSafetensors(encodeSafetensors(t.exportState())));
+  assert.equal(u.skippedSteps, 1);
+  assert.equal(u.trainStep().skipped, false);
+});

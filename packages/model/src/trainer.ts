@@ -28,6 +28,15 @@ export interface StepReport {
   ms: number;
   /** max/mean expert load over the MoE layers this step. */
   maxLoadRatio: number;
+  /**
+   * The optimizer step was skipped: the loss or a gradient held NaN/Inf. `nonFinite` names the first tensor that
+   * did ("loss", "mtpLoss", or "grad/<parameter>" in parameter order); weights, moments and router biases are
+   * unchanged, and the data moved on (the step counts).
+   */
+  skipped: boolean;
+  nonFinite: string | null;
+  /** Steps skipped so far in this run, resumes included. */
+  skippedSteps: number;
 }
 
 export interface TrainerOptions {
@@ -71,6 +80,8 @@ export class Trainer {
   /** λ of the MTP loss per step (model.mtp.depth > 0). */
   readonly mtpLambda: LambdaSchedule;
   step = 0;
+  /** Optimizer steps skipped for NaN/Inf (StepReport.skipped), saved with the state. */
+  skippedSteps = 0;
 
   constructor(opts: TrainerOptions) {
     this.config = validateConfig(opts.config, opts.recipe);
@@ -109,9 +120,20 @@ export class Trainer {
     const mtpLoss = f.mtpLoss ? values[1 + D][0] : NaN;
     const gradNorm = values[f.mtpLoss ? 2 + D : 1][0];
     const loads = values.slice(values.length - moes.length);
-    // Before the update, so a non-finite loss leaves the weights as they were.
-    if (!Number.isFinite(loss) || (this.model.mtp && !Number.isFinite(mtpLoss))) throw new Error(`loss is ${loss} (MTP ${mtpLoss}) at step ${this.step}`);
     const lr = learningRate(this.config.train, this.step);
+    // Decided before the update, from the values already read: a non-finite loss or gradient norm skips the
+    // optimizer and the bias update (as Megatron-LM and Transformer Engine's loss scalers skip an overflowing step).
+    const nonFinite = Number.isFinite(loss) && Number.isFinite(gradNorm) && !(this.model.mtp && !Number.isFinite(mtpLoss))
+      ? null
+      : this.firstNonFinite(loss, mtpLoss);
+    if (nonFinite !== null) {
+      this.skippedSteps++;
+      this.step++;
+      return {
+        step: this.step, loss, mtpLoss, mtpLosses, lambda, lr, gradNorm, tokens: batch.inputs.length,
+        ms: performance.now() - t0, maxLoadRatio: NaN, skipped: true, nonFinite, skippedSteps: this.skippedSteps,
+      };
+    }
     this.optimizer.update(lr);
     let maxLoadRatio = 0;
     moes.forEach((moe, i) => {
@@ -128,7 +150,21 @@ export class Trainer {
     return {
       step: this.step, loss, mtpLoss, mtpLosses, lambda,
       lr, gradNorm, tokens: batch.inputs.length, ms: performance.now() - t0, maxLoadRatio,
+      skipped: false, nonFinite: null, skippedSteps: this.skippedSteps,
     };
+  }
+
+  /** The first tensor of a skipped step that holds NaN/Inf: the losses, else the gradients in parameter order. */
+  private firstNonFinite(loss: number, mtpLoss: number): string {
+    if (!Number.isFinite(loss)) return "loss";
+    if (this.model.mtp && !Number.isFinite(mtpLoss)) return "mtpLoss";
+    // Only on this rare path: one more read, of every gradient (clipping left them as they were: a NaN norm
+    // is not above the threshold).
+    for (const p of this.model.store.all()) {
+      const g = this.be.toHost(p.grad) as Float32Array;
+      for (let i = 0; i < g.length; i++) if (!Number.isFinite(g[i])) return `grad/${p.name}`;
+    }
+    return "gradNorm"; // the norm overflowed while every gradient is finite
   }
 
   /** Mean main-model loss over the first evalBatches batches of the validation split (deterministic windows). */
@@ -194,6 +230,7 @@ export class Trainer {
         dataPosition: position,
         balancers,
         scalers,
+        skippedSteps: this.skippedSteps,
       },
     };
   }
@@ -234,5 +271,6 @@ export class Trainer {
     this.loader.restore(meta.dataPosition);
     this.step = meta.step;
     this.optimizer.step = meta.adamStep;
+    this.skippedSteps = (state.meta as { skippedSteps?: number }).skippedSteps ?? 0;
   }
 }

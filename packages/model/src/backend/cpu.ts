@@ -678,10 +678,16 @@ export class CpuBackend implements Backend {
   route(logitst: TensorHandle, bias: TensorHandle, o: RouteOptions): Routing {
     const [tokens, experts] = mat(logitst, "route: logits");
     if (experts !== o.experts) throw new RangeError(`route: logits have ${experts} columns for ${o.experts} experts`);
-    const route = routeTokens(f32(logitst, "route: logits"), {
+    // The router refuses NaN logits (a library's bad input). Inside a training step they come from a NaN
+    // activation, and the step must run on to its NaN loss so that the trainer skips it and names the tensor: as
+    // the CUDA gate, a NaN logit ranks below every number, and a token that has one gets NaN weights.
+    const logits = f32(logitst, "route: logits");
+    const nanTokens = rowsWithNaN(logits, experts);
+    const route = routeTokens(nanTokens.length ? logits.map((z) => (z !== z ? -Infinity : z)) : logits, {
       tokens, experts, topK: o.topK, nGroup: o.nGroup, topkGroup: o.topkGroup,
       bias: f32(bias, "route: bias"), normTopkProb: o.normTopkProb, routedScalingFactor: o.routedScalingFactor,
     });
+    for (const t of nanTokens) route.weights.fill(Number.NaN, t * o.topK, (t + 1) * o.topK);
     const plan = planDispatch(route.indices, route.weights, { tokens, experts, topK: o.topK });
     return new CpuRouting(route, plan, o);
   }
@@ -689,9 +695,13 @@ export class CpuBackend implements Backend {
   routeBackward(routing: Routing, gradWeights: TensorHandle): TensorHandle {
     const r = cpuRouting(routing, "routeBackward");
     const { tokens, experts, topK } = r;
-    const dLogits = routeTokensBackward(r.route, f32(gradWeights, "routeBackward: gradWeights"), {
+    // NaN upstream gradients (a step on its way to being skipped, see route): NaN rows, not the router's refusal.
+    const g = f32(gradWeights, "routeBackward: gradWeights");
+    const nanTokens = rowsWithNaN(g, topK);
+    const dLogits = routeTokensBackward(r.route, nanTokens.length ? g.map((x) => (x !== x ? 0 : x)) : g, {
       tokens, experts, topK, normTopkProb: r.options.normTopkProb, routedScalingFactor: r.options.routedScalingFactor,
     });
+    for (const t of nanTokens) dLogits.fill(Number.NaN, t * experts, (t + 1) * experts);
     return F32([tokens, experts], dLogits);
   }
 
@@ -813,4 +823,17 @@ export class CpuBackend implements Backend {
     const [y, x] = [f32(yt, "addInPlace: y"), f32(xt, "addInPlace: x")];
     for (let i = 0; i < y.length; i++) y[i] += x[i];
   }
+}
+
+/** The rows of a [rows, cols] matrix that hold a NaN. */
+function rowsWithNaN(x: Float32Array, cols: number): number[] {
+  const rows: number[] = [];
+  for (let i = 0; i < x.length; i++) {
+    if (x[i] !== x[i]) {
+      const r = Math.floor(i / cols);
+      rows.push(r);
+      i = (r + 1) * cols - 1;
+    }
+  }
+  return rows;
 }

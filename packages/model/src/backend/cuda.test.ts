@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { CudaTensor, elementCount, rowRange } from "./cuda-tensor.js";
-import { CudaBackend, cudaBackendUnavailable } from "./cuda.js";
+import { CudaBackend, CudaOpError, cudaBackendUnavailable } from "./cuda.js";
 import { backendFor } from "../run.js";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -59,4 +59,23 @@ test("npm run train -- --device cuda: exits non-zero naming why without a GPU; -
   const bad = spawnSync(process.execPath, ["--import", "tsx", "src/cli/train.ts", "--device", "bogus"], { cwd: pkg, encoding: "utf8" });
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /unknown device "bogus"/);
+});
+
+test("CudaBackend: a CUDA failure names the op and its tensors' shapes; argument errors keep their class", () => {
+  // A backend object without a device: its kernel table fails as the addon does (a plain Error naming the
+  // kernel and the CUDA error); the op wrapper, the real one, does the rest.
+  const be = Object.create(CudaBackend.prototype) as CudaBackend;
+  const fail = () => { throw new Error("scale failed: cudaErrorIllegalAddress: an illegal memory access was encountered"); };
+  Object.assign(be, { k: { scale: fail }, p: () => 1n, stream: 0n });
+  const x = new CudaTensor("F32", [4, 8], {} as never);
+  assert.throws(() => be.scale(x, 2), (err: Error) => {
+    assert.ok(err instanceof CudaOpError, String(err));
+    assert.equal(err.op, "scale");
+    assert.match(err.message, /^CUDA error in scale\(F32\[4, 8\], 2\): scale failed: cudaErrorIllegalAddress/);
+    assert.match(err.message, /CUDA_LAUNCH_BLOCKING=1/);
+    assert.match(String((err.cause as Error).message), /cudaErrorIllegalAddress/);
+    return true;
+  });
+  // A validation error inside the op stays what it was.
+  assert.throws(() => be.scale(new CudaTensor("I32", [4], {} as never), 2), (err: Error) => !(err instanceof CudaOpError) && /scale/.test(err.message));
 });

@@ -915,3 +915,45 @@ function checkWindow(what: string, rows: number, batch: number, seqLen: number, 
     throw new RangeError(`${what}: rows ${start} .. ${start + len} of ${batch} sequences of ${seqLen} do not fit ${rows} rows`);
   }
 }
+
+/**
+ * A CUDA failure inside a backend op: the op, the shapes and dtypes of its tensor arguments, and the CUDA error
+ * (`cause`). Kernels run asynchronously, so a fault (an illegal address, say) may surface in a later op; with
+ * CUDA_LAUNCH_BLOCKING=1 every launch waits and the op named is the one that failed.
+ */
+export class CudaOpError extends Error {
+  constructor(readonly op: string, readonly args: string, cause: Error) {
+    super(`CUDA error in ${op}(${args}): ${cause.message}${process.env.CUDA_LAUNCH_BLOCKING === "1" ? "" : " (kernels run asynchronously: rerun with CUDA_LAUNCH_BLOCKING=1 to name the op that faulted)"}`, { cause });
+    this.name = "CudaOpError";
+  }
+}
+
+function describeArg(a: unknown): string {
+  if (a instanceof CudaTensor) return `${a.dtype}[${a.shape.join(", ")}]`;
+  if (Array.isArray(a)) return `[${a.map(describeArg).join(", ")}]`;
+  if (typeof a === "number" || typeof a === "boolean") return String(a);
+  return typeof a === "object" && a !== null ? "{…}" : String(a);
+}
+
+// One mechanism for every op: each method of CudaBackend reports a CUDA failure (a plain Error from the addons;
+// argument errors stay RangeError/TypeError) as a CudaOpError naming the outermost op and its shapes.
+let opDepth = 0; // > 0 inside an op: the inner methods it calls pass errors through to it
+for (const name of Object.getOwnPropertyNames(CudaBackend.prototype)) {
+  const d = Object.getOwnPropertyDescriptor(CudaBackend.prototype, name);
+  if (name === "constructor" || !d || typeof d.value !== "function") continue;
+  const method = d.value as (...args: unknown[]) => unknown;
+  Object.defineProperty(CudaBackend.prototype, name, {
+    ...d,
+    value: function (this: CudaBackend, ...args: unknown[]) {
+      opDepth++;
+      try {
+        return method.apply(this, args);
+      } catch (e) {
+        if (opDepth > 1 || !(e instanceof Error) || e.constructor !== Error) throw e;
+        throw new CudaOpError(name, args.map(describeArg).join(", "), e);
+      } finally {
+        opDepth--;
+      }
+    },
+  });
+}
