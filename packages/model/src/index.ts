@@ -79,3 +79,4 @@ export {
   type EvalBatchOptions,
 } from "./data/index.js";
 export { measureAcceptance, speculativeModels, type AcceptanceMeasurement } from "./speculative.js";
+export { loadWeights, modelConfigOfState, WEIGHTS_KIND } from "./weights.js";

@@ -1,9 +1,11 @@
 // npm run train -w @octet/model -- --config tiny --recipe fp8 [--device cpu|cuda] [--steps N] [--seed S] [--out DIR] [--resume]
+//                                  [--init-from <state or octet-import weights file>]
 // A progress bar on a terminal, JSON lines otherwise; the last line is one JSON summary object.
 
 import { Command } from "commander";
 import cliProgress from "cli-progress";
 import { runTraining } from "../run.js";
+import { prepareInitFrom } from "./init-from.js";
 import { checkedConfig, fail, parseDevice, parseIntOption, parseRecipe, printJson, resolveConfig } from "./common.js";
 
 const program = new Command()
@@ -15,13 +17,17 @@ const program = new Command()
   .option("--seed <s>", "seed of the initialization and the batches", parseIntOption("--seed"), 1)
   .option("--out <dir>", "where metrics.jsonl and state.safetensors go", "runs/train")
   .option("--resume", "continue from <out>/state.safetensors when present", false)
+  .option("--init-from <file>", "start from these weights (a state or an octet-import file; the model config comes from it): fresh optimizer, step 0")
   .parse();
 
-const o = program.opts<{ config: string; recipe: string; device: string; steps?: number; seed: number; out: string; resume: boolean }>();
+const o = program.opts<{ config: string; recipe: string; device: string; steps?: number; seed: number; out: string; resume: boolean; initFrom?: string }>();
 try {
   const recipe = parseRecipe(o.recipe);
   const device = parseDevice(o.device);
-  const config = checkedConfig(resolveConfig(o.config), recipe, o.steps);
+  let config = checkedConfig(resolveConfig(o.config), recipe, o.steps);
+  // --init-from: the weights go into a fresh step-0 state under --out, from which the run then resumes.
+  const init = o.initFrom ? await prepareInitFrom({ from: o.initFrom, config, recipe, seed: o.seed, outDir: o.out }) : null;
+  if (init) config = init.config;
   const tty = process.stdout.isTTY === true;
   const bar = tty
     ? new cliProgress.SingleBar({ format: "step {value}/{total} | loss {loss} | mtp {mtp} | val {val} | {tps} tok/s | ETA {eta_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic)
@@ -30,7 +36,7 @@ try {
   let lastVal = "-";
   const logEvery = Math.max(1, Math.floor(config.train.steps / 50));
   const summary = await runTraining({
-    config, recipe, device, seed: o.seed, outDir: o.out, resume: o.resume,
+    config, recipe, device, seed: o.seed, outDir: o.out, resume: o.resume || init !== null, data: init?.data,
     onStep: (r) => {
       if (bar) {
         if (!started) { bar.start(config.train.steps, r.step - 1, { loss: "-", mtp: "-", val: lastVal, tps: "-" }); started = true; }
@@ -47,7 +53,7 @@ try {
   });
   bar?.stop();
   const { curve: _curve, ...rest } = summary;
-  printJson(rest);
+  printJson(init ? { ...rest, initFrom: o.initFrom } : rest);
 } catch (err) {
   fail(err);
 }
