@@ -22,6 +22,7 @@
 
 #include "attention.h"
 #include "gate.h"
+#include "grouped.h"
 #include "loss.h"
 #include "ops.h"
 

@@ -11,6 +11,7 @@ import { CpuBackend } from "../src/backend/cpu.js";
 import { CudaBackend } from "../src/backend/cuda.js";
 import type { Backend } from "../src/backend/backend.js";
 import { presetConfig, type RecipeName } from "../src/config.js";
+import { makePrecision } from "../src/precision.js";
 import { Trainer } from "../src/trainer.js";
 
 const phase = process.argv[2] ?? "ops";
@@ -101,6 +102,22 @@ function ops(): void {
   });
   check("adamwUpdate bf16 moments", "bits", (be) => { const p = up(be, x, [T, C]); const m = be.zeros([T, C], "BF16"); const v = be.zeros([T, C], "BF16"); for (let s = 1; s <= 3; s++) be.adamwUpdate(p, up(be, y, [T, C]), m, v, { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: s }); return [p, m, v]; });
   check("gradNorm+clipByNorm", 1e-12, (be) => { const a = up(be, x, [T, C]); const b = up(be, w, [96, C]); const n = be.gradNorm([a, b]); be.clipByNorm([a, b], n, 1); return [be.fromHost(Float64Array.of(be.read([n])[0][0]), [1]), a, b]; });
+  // The experts' grouped GEMMs per recipe (the CUDA side reads the expert offsets on the device; the CPU loops
+  // over experts): y, dx and the gradients added into grad, within the accumulation model (1e-5 relative).
+  for (const recipe of ["fp32", "bf16", "fp8"] as const) {
+    const [hid, names] = [128, Array.from({ length: E }, (_, e) => `check.experts.${e}.w1`)];
+    const [xr, wr, dyr, gr] = [rand(T * K * C), rand(E * hid * C, 0.1), rand(T * K * hid), rand(E * hid * C, 0.01)];
+    const logits = rand(T * E);
+    check(`groupedGemms ${recipe} (y, dx, grad)`, 1e-5, (be) => {
+      const r = be.route(up(be, logits, [T, E]), be.zeros([E]), { experts: E, topK: K, nGroup: 4, topkGroup: 2, normTopkProb: true, routedScalingFactor: 1 });
+      const gg = makePrecision(recipe, be).forExperts(names);
+      const wt = up(be, wr, [E * hid, C]);
+      const yv = gg.fprop(up(be, xr, [T * K, C]), wt, r);
+      const grad = up(be, gr, [E * hid, C]);
+      const dx = gg.backward(up(be, dyr, [T * K, hid]), wt, grad);
+      return [yv, dx, grad];
+    });
+  }
   for (const [name, precision] of [["fp32", "fp32"], ["bf16", "bf16"]] as const) {
     const g2 = new CudaBackend({ attention: precision });
     const s = { batch: 16, seqLen: 64, heads: 4, qkDim: 48, vDim: 32, scale: 1 / Math.sqrt(48) };

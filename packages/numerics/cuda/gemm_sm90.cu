@@ -224,8 +224,11 @@ int run_simt(const uint8_t* A, const float* sa, const uint8_t* B, const float* s
 }
 
 // The WGMMA path for experts [0, E) whose rows are offsets[e] .. offsets[e+1] (offsets absolute in A / D).
+// dev_offsets: the grouped call's offsets on the device (E <= kMaxExpertsPerLaunch); `offsets` is then a host
+// stand-in (rows spread evenly) that only the planner sees, and the kernel builds its tile table from dev_offsets.
 int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, void* D, int out_dtype,
-              const int* offsets, int E, int N, int K, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+              const int* offsets, int E, int N, int K, void* workspace, size_t workspace_bytes, cudaStream_t stream,
+              const int* dev_offsets = nullptr) {
   DeviceInfo* dev = nullptr;
   int rc = current_device_info(&dev);
   if (rc != OCTET_GEMM_OK) return rc;
@@ -250,8 +253,10 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     bool any_rows = false;
     for (int e = 0; e < ne; ++e) any_rows = any_rows || counts[e] > 0;
     if (!any_rows) continue;
-    const Plan plan = E == 1 ? cached_dense_plan(counts[0], N, K, out_bytes, *dev, ov, tma_ok)
-                             : make_plan(counts, ne, N, K, out_bytes, plan_device(*dev), ov, tma_ok);
+    PlanDevice pdev = plan_device(*dev);
+    if (dev_offsets != nullptr) pdev.smem_optin -= static_cast<int>(kDeviceTableBytes);  // the schedule's copy
+    const Plan plan = E == 1 && dev_offsets == nullptr ? cached_dense_plan(counts[0], N, K, out_bytes, *dev, ov, tma_ok)
+                                                       : make_plan(counts, ne, N, K, out_bytes, pdev, ov, tma_ok);
     if (plan.kernel < 0 || plan.tiles == 0) return OCTET_GEMM_ERR_BAD_SHAPE;  // a forced configuration that does not exist
     if (plan.splits > 1 && (workspace == nullptr ||
                             workspace_bytes < static_cast<size_t>(plan.splits) * M_total * static_cast<size_t>(N) * 4))
@@ -284,6 +289,7 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
     sch.kb_per_split = ceil_div(K / kBlockK, plan.splits);
     sch.ws = plan.splits > 1 ? static_cast<float*>(workspace) : nullptr;
     sch.epi_bytes = plan.epi_bytes;
+    sch.dev_offsets = dev_offsets;
     sch.epi_slots = plan.epi_slots;
     sch.group_n = std::max(1, std::min(plan.group_n, sch.num_n_tiles));
     sch.stages = plan.stages;
@@ -310,7 +316,7 @@ int run_wgmma(const void* A, const float* sa, const void* B, const float* sb, vo
       if (rc != OCTET_GEMM_OK) return rc;
     }
 
-    const size_t smem = smem_bytes_for(ker.bm, ker.bn, plan.stages, plan.epi_bytes);
+    const size_t smem = smem_bytes_for(ker.bm, ker.bn, plan.stages, plan.epi_bytes) + (dev_offsets ? kDeviceTableBytes : 0);
     {
       std::lock_guard<std::mutex> lock(g_mutex);
       if (!dev->attr_set[plan.kernel]) {
@@ -419,6 +425,24 @@ extern "C" int octet_fp8_grouped_gemm_sm90(const void* A, const float* sa, const
   const int rc = check_common(A, sa, B, sb, D, out_dtype, N, K);
   if (rc != OCTET_GEMM_OK) return rc;
   return run_wgmma(A, sa, B, sb, D, out_dtype, offsets_host, E, N, K, nullptr, 0, stream);  // no split-K for groups
+}
+
+extern "C" int octet_fp8_grouped_gemm_sm90_device_offsets(const void* A, const float* sa, const void* B, const float* sb,
+                                                          void* D, int out_dtype, const int* offsets, int E, int M_total,
+                                                          int N, int K, cudaStream_t stream) {
+  if (out_dtype != 0 && out_dtype != 1) return OCTET_GEMM_ERR_BAD_DTYPE;
+  if (K <= 0 || K % kBlockK != 0) return OCTET_GEMM_ERR_K_NOT_MULTIPLE_OF_128;
+  if (E < 1 || E > kMaxExpertsPerLaunch || N < 1 || M_total < 0) return OCTET_GEMM_ERR_BAD_SHAPE;
+  if (offsets == nullptr) return OCTET_GEMM_ERR_BAD_OFFSETS;
+  if (static_cast<long long>(E) * N >= (1ll << 31)) return OCTET_GEMM_ERR_BAD_SHAPE;
+  if (M_total == 0) return OCTET_GEMM_OK;
+  const int rc = check_common(A, sa, B, sb, D, out_dtype, N, K);
+  if (rc != OCTET_GEMM_OK) return rc;
+  if (!aligned(offsets, 4)) return OCTET_GEMM_ERR_MISALIGNED;
+  // The planner sees the rows spread evenly (the real split is known only on the device).
+  int even[kMaxExpertsPerLaunch + 1];
+  for (int e = 0; e <= E; ++e) even[e] = static_cast<int>(static_cast<long long>(M_total) * e / E);
+  return run_wgmma(A, sa, B, sb, D, out_dtype, even, E, N, K, nullptr, 0, stream, offsets);
 }
 
 extern "C" const char* octet_gemm_sm90_error(int code) {

@@ -48,6 +48,15 @@ int octet_fp8_grouped_gemm_sm90(const void* A, const float* sa, const void* B, c
                                 const int* offsets_host, int E, int N, int K, void* workspace, size_t workspace_bytes,
                                 cudaStream_t stream);
 
+// The same with the offsets on the DEVICE (int[E+1], e.g. the router's expert offsets), so that nothing waits
+// for the host between routing and the expert GEMMs (and a step can be captured as a CUDA graph). M_total: the rows
+// of A and D (fixed: tokens x topK). E <= 256. Each CTA reads the offsets at start; offsets outside [0, M_total] are
+// clamped and decreasing ones flattened, so bad offsets give wrong rows, never an access outside A or D. Rows of D
+// in no expert's range are not written. The tile shape is planned for rows spread evenly over the experts.
+int octet_fp8_grouped_gemm_sm90_device_offsets(const void* A, const float* sa, const void* B, const float* sb, void* D,
+                                               int out_dtype, const int* offsets, int E, int M_total, int N, int K,
+                                               cudaStream_t stream);
+
 const char* octet_gemm_sm90_error(int code);
 
 #ifdef __cplusplus

@@ -68,9 +68,17 @@ struct Schedule {
   int kb_per_split;
   int pingpong;      // two-consumer kernels: 1 = the warpgroups take turns issuing MMAs (version 4), 0 = not
   float* ws;         // splits > 1: fp32 partial sums [splits, M_total, N] (the output of this kernel)
+  // Grouped calls whose row offsets are on the device (so that no host round-trip sits between the router and
+  // the expert GEMMs, and the step can be captured as a CUDA graph): int[num_experts + 1], read by every CTA at
+  // start; offsets, tile_prefix, num_m_tiles and num_tiles below are then computed there, into a copy of this
+  // schedule in shared memory (kDeviceTableBytes after the barriers). nullptr: the host filled them.
+  const int* dev_offsets;
   int offsets[kMaxExpertsPerLaunch + 1];      // row range of each expert in A / D: [offsets[e], offsets[e+1])
   int tile_prefix[kMaxExpertsPerLaunch + 1];  // M-tiles of the experts before e
 };
+
+// Shared memory a device-offsets launch adds for its schedule copy (after the stages' barriers, 8-byte aligned).
+constexpr uint32_t kDeviceTableBytes = (sizeof(Schedule) + 15u) & ~15u;
 
 struct TileCoord {
   int m0, m_end, n0, expert;
@@ -200,7 +208,7 @@ template <int BM, int BN, int kPromoteK, int kMC, int kHalves = 1>
 __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
     fp8_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
                          const __grid_constant__ CUtensorMap tm_d, const float* __restrict__ sa,
-                         const float* __restrict__ sb, void* __restrict__ d_out, const __grid_constant__ Schedule sch) {
+                         const float* __restrict__ sb, void* __restrict__ d_out, const __grid_constant__ Schedule sch_param) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(BM == 64 || BM == 128, "BM is 64 (one consumer warpgroup) or 128 (two)");
   static_assert(kPromoteK == 128 || kPromoteK == 32, "promotion every 128 or every 32 of K");
@@ -221,15 +229,43 @@ __global__ void __launch_bounds__(BM / 64 * 128 + 128, 1)
 
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t smem_base = (smem_u32(smem_raw) + 1023u) & ~1023u;
-  const int stages = sch.stages;
+  const int stages = sch_param.stages;
   const uint32_t smem_a = smem_base;
   const uint32_t smem_b = smem_a + stages * kABytes;
   const uint32_t smem_d = smem_b + stages * kBBytes;  // TMA-store staging (sch.epi_bytes), 1024-aligned
   // Per stage the k-block's scales: sa of the tile's BM rows, then sb of the (at most two) 128-column blocks.
-  const uint32_t smem_scale = smem_d + sch.epi_bytes;
+  const uint32_t smem_scale = smem_d + sch_param.epi_bytes;
   const uint32_t bar_full = smem_scale + stages * kScaleStageBytes;
   const uint32_t bar_empty = bar_full + stages * 8;
   const int tid = threadIdx.x;
+
+  // Device offsets: every CTA builds the tile table from them (clamped into [0, M_total] and made non-decreasing,
+  // so that no offsets can send a tile outside A or D), into its own copy of the schedule.
+  const Schedule* sched = &sch_param;
+  if (sch_param.dev_offsets != nullptr) {
+    Schedule* copy = reinterpret_cast<Schedule*>(smem_raw + (bar_empty + stages * 8 - smem_u32(smem_raw)));
+    const int E = sch_param.num_experts;
+    if (tid == 0) memcpy(copy, &sch_param, offsetof(Schedule, offsets));
+    for (int e = tid; e <= E; e += blockDim.x) copy->offsets[e] = min(max(sch_param.dev_offsets[e], 0), sch_param.M_total);
+    __syncthreads();
+    if (tid == 0) {
+      int prefix = 0, lo = 0;
+      for (int e = 0; e < E; ++e) {
+        lo = max(lo, copy->offsets[e]);
+        copy->offsets[e] = lo;
+        copy->tile_prefix[e] = prefix;
+        const int rows = max(copy->offsets[e + 1], lo) - lo;
+        prefix += (rows + BM - 1) / BM;
+      }
+      copy->offsets[E] = max(copy->offsets[E], lo);
+      copy->tile_prefix[E] = prefix;
+      copy->num_m_tiles = prefix;
+      copy->num_tiles = prefix * copy->num_n_tiles;  // grouped: no multicast, no split-K
+    }
+    __syncthreads();
+    sched = copy;
+  }
+  const Schedule& sch = *sched;
 
   if (tid == kMathThreads) {
     prefetch_tensor_map(&tm_a);

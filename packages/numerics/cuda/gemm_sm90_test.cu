@@ -964,6 +964,24 @@ void test_grouped(const std::string& label, int E, int N, int K, const std::vect
     CUDA_OK(cudaMemcpy(b.data(), dLoop, total * 2, cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < total; ++i) differ += a[i] != b[i];
     std::printf("    grouped vs per-expert calls (bf16): %lld of %zu elements differ in bits\n", differ, total);
+    // The offsets on the device (the model's path: no host round-trip): the same bits as the host-offsets call.
+    int* dOffsets = nullptr;
+    CUDA_OK(cudaMalloc(&dOffsets, (E + 1) * sizeof(int)));
+    CUDA_OK(cudaMemcpy(dOffsets, offsets.data(), (E + 1) * sizeof(int), cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemset(dLoop, 0xFF, std::max<size_t>(total, 1) * 2));
+    const int rc_dev = E <= 256 ? octet_fp8_grouped_gemm_sm90_device_offsets(p.dA, p.dsa, p.dB, p.dsb, dLoop, 1, dOffsets, E, p.M, N, K, 0) : -1;
+    CUDA_OK(cudaDeviceSynchronize());
+    if (rc_dev == 0) {
+      CUDA_OK(cudaMemcpy(b.data(), dLoop, total * 2, cudaMemcpyDeviceToHost));
+      long long dev_differ = 0;
+      for (size_t i = 0; i < total; ++i) dev_differ += a[i] != b[i];
+      std::printf("    device offsets vs host offsets (bf16): %lld of %zu elements differ in bits\n", dev_differ, total);
+      if (dev_differ != 0) ok = false;
+    } else if (E <= 256) {
+      std::printf("    device offsets call rc %d (%s)\n", rc_dev, octet_gemm_sm90_error(rc_dev));
+      ok = false;
+    }
+    CUDA_OK(cudaFree(dOffsets));
   } else {
     std::printf("    per-expert loop rc %d, grouped rc %d\n", rc_loop, rc_grp);
     ok = false;

@@ -12,9 +12,9 @@ OUT=${OUT:-$root/gpu-out}
 
 nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 mkdir -p "$OUT"
-tests=${OCTET_KERNEL_TESTS:-attention ops loss gate}
+tests=${OCTET_KERNEL_TESTS:-attention ops loss gate grouped}
 box=${OCTET_KERNEL_BOX_S:-150}
-declare -A args=([attention]="--reps 5" [ops]="all" [loss]="" [gate]="")
+declare -A args=([attention]="--reps 5" [ops]="all" [loss]="" [gate]="" [grouped]="")
 # OCTET_KERNEL_BIN_DIR: harnesses compiled elsewhere (nvcc runs without a GPU); those found there are not rebuilt.
 bins=${OCTET_KERNEL_BIN_DIR:-/tmp/octet-kernel-tests}
 mkdir -p "$bins"

@@ -26,6 +26,7 @@ import type { MtpKernels } from "@octet/mtp";
 import { type ModelKernels, modelKernels, modelKernelsUnavailable } from "../cuda/kernels.js";
 import type { Precision } from "../precision.js";
 import type { AdamWHyper, AttentionShape, Backend, GroupedGemms, HostArray, QuantizedTensor, RouteOptions, Routing } from "./backend.js";
+import { DeviceGroupedGemms, type DeviceGroupedHost, deviceGroupedMode } from "./cuda-grouped.js";
 import { PerExpertGroupedGemms, mat } from "./grouped.js";
 import { CudaTensor, NUMERICS_DTYPE, elementBytes, elementCount, rowRange } from "./cuda-tensor.js";
 
@@ -430,6 +431,48 @@ export class CudaBackend implements Backend {
 
   groupedGemms(precision: Precision, names: readonly string[]): GroupedGemms {
     this.attention ??= precision.name === "fp32" ? "fp32" : "bf16";
+    const mode = process.env.OCTET_GROUPED_GEMMS === "per-expert" ? null : deviceGroupedMode(precision);
+    if (mode) {
+      // One grouped launch per GEMM with the offsets on the device; weights whose FP8 blocks would straddle two
+      // experts go through the per-expert loop instead (decided per call from the weights' shape).
+      const device = new DeviceGroupedGemms(this.deviceGroupedHost(), mode, names.length);
+      const perExpert = this.perExpertGroupedGemms(precision, names);
+      let last: GroupedGemms = device;
+      const pick = (w: TensorHandle) => (last = DeviceGroupedGemms.takes(mode, names.length, w) ? device : perExpert);
+      return {
+        canRecompute: device.canRecompute && perExpert.canRecompute,
+        fprop: (x, w, r, save) => pick(w).fprop(x, w, r, save),
+        saveInput: (x, r) => last.saveInput(x, r),
+        backward: (dy, w, grad) => pick(w).backward(dy, w, grad),
+        exportState: (e) => perExpert.exportState(e),
+        importState: (e, s) => perExpert.importState(e, s),
+      };
+    }
+    return this.perExpertGroupedGemms(precision, names);
+  }
+
+  private deviceGroupedHost(): DeviceGroupedHost {
+    return {
+      k: this.k,
+      stream: this.stream,
+      p: (t) => this.p(t),
+      alloc: (shape) => this.alloc("F32", shape),
+      f32: (x, what) => this.f32(x, what),
+      offsets: (r, what) => this.routingOf(r, what).expertOffsets,
+      roundBf16: (x) => {
+        const b = this.toBf16(x) as CudaTensor;
+        const y = this.alloc("F32", x.shape);
+        if (x.size > 0) this.k.bf16ToF32(this.p(b), this.p(y), x.size, this.stream);
+        return y;
+      },
+      fakeQuant: (x, block, format, scale) => {
+        const q = quantizeDevice(this.nt(x, "fakeQuant"), { block: [block[0], block[1]], format, scale, nonFinite: "unchecked" });
+        return this.wrap(dequantizeDevice(q, { out: "fp32" }), "F32", x.shape);
+      },
+    };
+  }
+
+  private perExpertGroupedGemms(precision: Precision, names: readonly string[]): GroupedGemms {
     return new PerExpertGroupedGemms({
       be: this,
       routing: (r, what) => this.routingOf(r, what),

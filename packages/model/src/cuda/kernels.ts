@@ -23,6 +23,7 @@ export const MODEL_KERNELS = [
   "clipCoefficient", "scale", "scaleDevice", "addInplace", "f32ToBf16", "bf16ToF32", "auxFreeBiasUpdate",
   "attentionForward", "attentionBackward", "crossEntropy", "countValidTargets", "meanLoss",
   "routeSigmoid", "routeBackward", "routeStatusReset", "planDispatch",
+  "groupedGemmRows", "groupedGemmWgrad", "groupedFakeQuantTokenTiles",
 ] as const;
 export const MODEL_WORKSPACE_QUERIES = [
   "embeddingBackwardWorkspaceBytes", "rmsnormBackwardWorkspaceBytes", "sumSquaresWorkspaceBytes",
