@@ -31,6 +31,9 @@ export const LAYERING: readonly LayerRule[] = [
   { name: "@octet/checkpointer", dir: "packages/checkpointer", layer: 3, imports: ["@octet/proto", "@octet/numerics"] },
   // layer 4: the job queue's contract; it validates model configs, so it sees the model's config and nothing else
   { name: "@octet/jobs", dir: "packages/jobs", layer: 4, imports: ["@octet/proto", "@octet/model/config"] },
+  // layer 4: checkpoints to and from the Hugging Face DeepSeek-V3 format (the model for its names, the checkpointer
+  // for its runs, numerics for the codec and the FP8 blocks)
+  { name: "@octet/hf", dir: "packages/hf", layer: 4, imports: ["@octet/model", "@octet/numerics", "@octet/checkpointer"] },
   // apps
   {
     name: "@octet/orchestrator", dir: "apps/orchestrator", layer: "app",
