@@ -12,6 +12,8 @@ import { CudaBackend } from "../src/backend/cuda.js";
 import type { Backend } from "../src/backend/backend.js";
 import { presetConfig, type RecipeName } from "../src/config.js";
 import { makePrecision } from "../src/precision.js";
+import { decodeSafetensors, encodeSafetensors } from "../src/state.js";
+import { readFileSync } from "node:fs";
 import { Trainer } from "../src/trainer.js";
 
 const phase = process.argv[2] ?? "ops";
@@ -172,6 +174,51 @@ else if (phase === "train") {
       const a = losses(recipe, new CudaBackend(), steps).losses;
       const b = losses(recipe, new CudaBackend(), steps).losses;
       out({ recipe, a, b, pass: bitsEqual(a, b) });
+    } catch (e) {
+      out({ recipe, error: String(e instanceof Error ? e.stack : e), pass: false });
+    }
+  }
+} else if (phase === "resume") {
+  // Half the steps, the state through safetensors bytes into a new trainer on a new backend, the other half:
+  // the same losses, bit for bit, as one uninterrupted run.
+  for (const recipe of recipes) {
+    try {
+      const whole = losses(recipe, new CudaBackend(), steps).losses;
+      const first = new Trainer({ config: presetConfig("tiny"), recipe, seed: 1, backend: new CudaBackend() });
+      const a: number[] = [];
+      for (let i = 0; i < steps >> 1; i++) a.push(first.trainStep().loss);
+      const second = new Trainer({ config: presetConfig("tiny"), recipe, seed: 1, backend: new CudaBackend() });
+      second.importState(decodeSafetensors(encodeSafetensors(first.exportState())));
+      while (a.length < steps) a.push(second.trainStep().loss);
+      out({ recipe, a: whole, b: a, pass: bitsEqual(whole, a) });
+    } catch (e) {
+      out({ recipe, error: String(e instanceof Error ? e.stack : e), pass: false });
+    }
+  }
+} else if (phase === "long") {
+  // tiny for its full 300 steps on the GPU against the CPU reference computed elsewhere (gpu/cpu-reference.ts,
+  // carried as .carry/gpu-model/cpu-reference.json): fp32 within 1e-4 relative at each of the first 20 steps;
+  // final validation losses within 0.5% for every recipe.
+  const ref = JSON.parse(readFileSync(new URL("./cpu-reference.json", import.meta.url), "utf8")) as Record<string, { losses: number[]; valLoss: number; seconds: number }>;
+  for (const recipe of recipes) {
+    try {
+      const c = ref[recipe];
+      const be = new CudaBackend({ attention: recipe === "fp32" ? "fp32" : "bf16" });
+      const t = new Trainer({ config: presetConfig("tiny"), recipe, seed: 1, backend: be });
+      const t0 = performance.now();
+      const l: number[] = [];
+      let skipped = 0;
+      while (t.step < t.config.train.steps) {
+        const r = t.trainStep();
+        l.push(r.loss);
+        skipped += r.skipped ? 1 : 0;
+      }
+      const ms = performance.now() - t0;
+      const valLoss = t.evaluate();
+      const first20 = l.slice(0, 20).map((x, i) => Math.abs(x - c.losses[i]) / Math.abs(c.losses[i]));
+      const valRel = Math.abs(valLoss - c.valLoss) / c.valLoss;
+      const pass = valRel <= 5e-3 && (recipe !== "fp32" || Math.max(...first20) <= 1e-4);
+      out({ recipe, steps: l.length, ms, cpuSeconds: c.seconds, valLoss, cpuValLoss: c.valLoss, valRel, first20Max: Math.max(...first20), finalLoss: l.at(-1), cpuFinalLoss: c.losses.at(-1), skipped, hostSyncsPerStep: be.hostSyncCount / l.length, peakMemoryBytes: be.memoryStats().peakBytes, pass });
     } catch (e) {
       out({ recipe, error: String(e instanceof Error ? e.stack : e), pass: false });
     }

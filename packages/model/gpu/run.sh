@@ -9,7 +9,7 @@
 # TypeScript kernels there (OCTET_NUMERICS_BACKEND / OCTET_ROUTER_BACKEND=typescript: the bundle cannot locate the
 # CPU packages' native builds). Each phase is time-boxed and a failing phase does not stop the others; the whole
 # script stays under OCTET_GPU_BUDGET_S (default 530 s). Results to $OUT: results.jsonl, table.txt, logs.
-# Environment: OCTET_GPU_PHASES (default "build ops train det"), OCTET_GPU_STEPS (20), OCTET_GPU_RECIPES.
+# Environment: OCTET_GPU_PHASES (default "build ops train det resume long"), OCTET_GPU_STEPS (20), OCTET_GPU_RECIPES.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,7 +18,7 @@ cd "$root"
 OUT=${OUT:-$root/gpu-out}
 mkdir -p "$OUT"
 budget=${OCTET_GPU_BUDGET_S:-530}
-phases=" ${OCTET_GPU_PHASES:-build ops train det} "
+phases=" ${OCTET_GPU_PHASES:-build ops train det resume long} "
 start=$(date +%s)
 log() { echo "[model gpu/run.sh +$(( $(date +%s) - start ))s] $*" | tee -a "$OUT/steps.txt"; }
 
@@ -60,15 +60,15 @@ case $phases in *" build "*)
   # The two addons compile in parallel (each already compiles its sources in parallel).
   step build 200 bash -c "bash packages/numerics/cuda/build.sh > $OUT/build-numerics.log 2>&1 & a=\$!; bash packages/model/cuda/build.sh > $OUT/build-model.log 2>&1; b=\$?; wait \$a; c=\$?; tail -3 $OUT/build-numerics.log $OUT/build-model.log; exit \$(( b | c ))" ;;
 esac
-for p in ops train det; do
+for p in ops train det resume long; do
   case $phases in *" $p "*)
-    cap=$([ $p = train ] && echo 240 || echo 100)
+    case $p in train) cap=240 ;; long) cap=300 ;; *) cap=100 ;; esac
     step "$p" "$cap" node --max-old-space-size=16000 --expose-gc "$check" "$p" ;;
   esac
 done
 
 # The table: one line per op, recipe and determinism check, from the phases' JSON lines.
-cat "$OUT"/ops.log "$OUT"/train.log "$OUT"/det.log 2>/dev/null | grep '^{"phase"' > "$OUT/results.jsonl"
+cat "$OUT"/ops.log "$OUT"/train.log "$OUT"/det.log "$OUT"/resume.log "$OUT"/long.log 2>/dev/null | grep '^{"phase"' > "$OUT/results.jsonl"
 node -e '
 const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
 const rows = [];
@@ -76,7 +76,8 @@ for (const r of lines) {
   const status = r.pass === undefined ? "" : r.pass ? "PASS" : "FAIL";
   if (r.phase === "ops") rows.push(["op", r.op, r.error ? "error: " + r.error.split("\n")[0] : r.err !== undefined ? `err ${r.err.toExponential(2)} (tol ${r.tol})` : JSON.stringify(r.copies ?? "") + " " + JSON.stringify(r.hostSyncs ?? ""), status]);
   else if (r.phase === "train") rows.push(["train", `${r.recipe} ${r.device ?? ""}`, r.error ? "error: " + r.error.split("\n")[0] : r.device === "cuda" ? `${r.losses.length} steps ${r.ms.toFixed(0)} ms, loss ${r.losses.at(-1)?.toFixed(5)}, syncs/step ${r.hostSyncsPerStep} ${JSON.stringify(r.hostSyncs)}, peak ${(r.peakMemoryBytes / 2 ** 20).toFixed(0)} MiB` : `loss ${r.losses.at(-1)?.toFixed(5)}, max rel diff ${r.maxRel.toExponential(2)}; per step ${r.rel.map((x) => x.toExponential(1)).join(" ")}`, status]);
-  else rows.push(["det", r.recipe, r.error ? "error: " + r.error.split("\n")[0] : `losses ${r.pass ? "bit-identical" : "differ"}: ${r.a?.slice(-2).join(", ")} vs ${r.b?.slice(-2).join(", ")}`, status]);
+  else if (r.phase === "long") rows.push(["long", r.recipe, r.error ? "error: " + r.error.split("\n")[0] : `${r.steps} steps ${(r.ms / 1000).toFixed(1)} s (cpu ${r.cpuSeconds.toFixed(0)} s), val ${r.valLoss.toFixed(5)} vs cpu ${r.cpuValLoss.toFixed(5)} (rel ${r.valRel.toExponential(2)}), first 20 max rel ${r.first20Max.toExponential(2)}, skipped ${r.skipped}, syncs/step ${r.hostSyncsPerStep.toFixed(2)}, peak ${(r.peakMemoryBytes / 2 ** 20).toFixed(0)} MiB`, status]);
+  else rows.push([r.phase, r.recipe, r.error ? "error: " + r.error.split("\n")[0] : `losses ${r.pass ? "bit-identical" : "differ"}: ${r.a?.slice(-2).join(", ")} vs ${r.b?.slice(-2).join(", ")}`, status]);
 }
 for (const [a, b, c, d] of rows) console.log(`${a.padEnd(6)} ${String(b).padEnd(42)} ${d.padEnd(5)} ${c}`);
 ' "$OUT/results.jsonl" > "$OUT/table.txt" 2>&1
