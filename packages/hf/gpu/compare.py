@@ -129,13 +129,13 @@ def make_config(rope_interleave: bool):
 
 
 def random_hf_model(rope_interleave: bool, seed: int):
-    cls = hf_model_class()
+    from transformers import AutoModelForCausalLM
+
     torch.manual_seed(seed)
     cfg = make_config(rope_interleave)
-    try:
-        model = cls._from_config(cfg, attn_implementation="eager", dtype=torch.float32)
-    except TypeError:
-        model = cls._from_config(cfg, attn_implementation="eager", torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
+    if type(model).__name__ != "DeepseekV3ForCausalLM":
+        raise RuntimeError(f"from_config made a {type(model).__name__}")
     model = model.float().eval()
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():

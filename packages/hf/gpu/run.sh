@@ -8,7 +8,7 @@
 #
 # A trained tiny state may be carried as .carry/hf/tiny.safetensors (npm run train -w @octet/model -- --config tiny
 # --out /tmp/tiny, then cp /tmp/tiny/state.safetensors .carry/hf/tiny.safetensors); without it the script trains tiny
-# for OCTET_HF_TRAIN_STEPS (default 30) steps there on the CPU. Results go to $OUT: table.txt, results.json, log.txt.
+# for OCTET_HF_TRAIN_STEPS (default 5: slow there, on the TypeScript kernels) steps there on the CPU. Results go to $OUT: table.txt, results.json, log.txt.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,5 +31,5 @@ export OCTET_NUMERICS_BACKEND=typescript OCTET_ROUTER_BACKEND=typescript
 state_arg=()
 [ -f .carry/hf/tiny.safetensors ] && state_arg=(--state "$root/.carry/hf/tiny.safetensors")
 python3 "$here/compare.py" --node "$(command -v node)" --bundle "$root/.carry/hf" --out "$OUT" \
-  --train-steps "${OCTET_HF_TRAIN_STEPS:-30}" "${state_arg[@]}" 2>&1 | tee "$OUT/log.txt"
+  --train-steps "${OCTET_HF_TRAIN_STEPS:-5}" "${state_arg[@]}" 2>&1 | tee "$OUT/log.txt"
 exit "${PIPESTATUS[0]}"

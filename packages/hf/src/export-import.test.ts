@@ -88,6 +88,16 @@ test("permuteRows: interleaving and its inverse are inverse permutations", () =>
   const p = permuteRows(x, 3, order);
   assert.deepEqual(Array.from(p.subarray(0, 18)), [0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 14, 9, 10, 11, 15, 16, 17]);
   assert.deepEqual(permuteRows(p, 3, order, true), x);
+  // transformers' apply_rotary_pos_emb_interleave reads the stored rope part r as r.view(d/2, 2).transpose(-1, -2)
+  // .reshape(d): z[j] = r[2j], z[d/2 + j] = r[2j + 1], then rotates halves — so z must be Octet's halves vector.
+  const d = 8;
+  const w = Float32Array.from({ length: d * 5 }, (_, i) => Math.sin(i + 1)); // a [d, 5] rope projection
+  const input = Float32Array.from({ length: 5 }, (_, i) => i - 2);
+  const mul = (m: Float32Array) => Array.from({ length: d }, (_, r) => m.subarray(r * 5, r * 5 + 5).reduce((a, v, c) => a + v * input[c], 0));
+  const octet = mul(w);
+  const stored = mul(permuteRows(w, 5, { kind: "rope", heads: 1, stride: d, offset: 0, dim: d }));
+  const z = [...Array.from({ length: d / 2 }, (_, j) => stored[2 * j]), ...Array.from({ length: d / 2 }, (_, j) => stored[2 * j + 1])];
+  assert.deepEqual(z, octet);
 });
 
 test("BF16 export equals numerics' BF16 rounding of the (permuted) weights; the correction bias stays F32; import widens exactly", async () => {

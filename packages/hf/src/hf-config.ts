@@ -89,7 +89,7 @@ const IGNORED = new Set([
   "is_encoder_decoder", "id2label", "label2id", "tokenizer_class", "problem_type", "initializer_range",
   "max_position_embeddings", "num_nextn_predict_layers", "architectures", "model_type", OCTET_KEY,
   "quantization_config", "rope_interleave", "rope_theta", "rope_scaling", "rope_parameters", "tie_word_embeddings",
-  "attention_dropout", "mlp_layer_types", "layer_types",
+  "attention_dropout", "mlp_layer_types", "layer_types", "head_dim", "qk_head_dim",
 ]);
 
 /** The fields import reads into the model (every one must be present and valid). */
@@ -120,7 +120,7 @@ function isPosInt(x: unknown): x is number {
 export function parseHfConfig(raw: unknown, opts: { seqLen?: number } = {}): ParsedHfConfig {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new TypeError("config.json: not a JSON object");
   const c = raw as Record<string, unknown>;
-  const known = new Set<string>([...IGNORED, ...REQUIRED, ...Object.keys(FIXED), "num_key_value_heads", "head_dim", "qk_head_dim"]);
+  const known = new Set<string>([...IGNORED, ...REQUIRED, ...Object.keys(FIXED), "num_key_value_heads"]);
   const unknown = Object.keys(c).filter((k) => !known.has(k));
   if (unknown.length) throw new RangeError(`config.json: unknown fields ${unknown.map((k) => JSON.stringify(k)).join(", ")}; refused rather than guessed at`);
   if (c.model_type !== "deepseek_v3") throw new RangeError(`config.json: model_type ${JSON.stringify(c.model_type)}; only "deepseek_v3" is read`);
@@ -217,6 +217,16 @@ export function parseHfConfig(raw: unknown, opts: { seqLen?: number } = {}): Par
     const derived: [string, number][] = [["head_dim", m.attention.qkRopeHeadDim], ["qk_head_dim", m.attention.qkNopeHeadDim + m.attention.qkRopeHeadDim]];
     for (const [k, v] of derived) if (c[k] !== undefined && c[k] !== v) throw new RangeError(`config.json: ${k} ${JSON.stringify(c[k])}; DeepSeek-V3 derives ${v} from the head dimensions`);
   }
+  // Per-layer kinds, where a config lists them, must be the ones the other fields imply.
+  const kinds: [string, (i: number) => string][] = [["mlp_layer_types", (i) => (i < m.nDenseLayers ? "dense" : "sparse")], ["layer_types", () => "full_attention"]];
+  for (const [k, want] of kinds) {
+    const v = c[k];
+    if (v === undefined || v === null) continue;
+    const expected = Array.from({ length: m.nLayers }, (_, i) => want(i));
+    if (!Array.isArray(v) || v.length !== expected.length || v.some((x, i) => x !== expected[i])) {
+      throw new RangeError(`config.json: ${k} ${JSON.stringify(v)}; Octet's layers are ${JSON.stringify(expected)}`);
+    }
+  }
   if (m.nDenseLayers > m.nLayers) throw new RangeError(`config.json: first_k_dense_replace ${m.nDenseLayers} exceeds num_hidden_layers ${m.nLayers}`);
   if (m.moe.nRoutedExperts % m.moe.nGroup !== 0) throw new RangeError(`config.json: n_routed_experts ${m.moe.nRoutedExperts} is not divisible by n_group ${m.moe.nGroup}`);
   if (m.moe.topkGroup > m.moe.nGroup) throw new RangeError(`config.json: topk_group ${m.moe.topkGroup} exceeds n_group ${m.moe.nGroup}`);
@@ -233,6 +243,7 @@ export function parseHfConfig(raw: unknown, opts: { seqLen?: number } = {}): Par
   const ignored = Object.keys(c).filter((k) => IGNORED.has(k) && ![
     "architectures", "model_type", "rope_interleave", "rope_theta", "rope_scaling", "rope_parameters", "quantization_config",
     "max_position_embeddings", "num_nextn_predict_layers", "initializer_range", "tie_word_embeddings", "attention_dropout", OCTET_KEY,
+    "mlp_layer_types", "layer_types", "head_dim", "qk_head_dim",
   ].includes(k));
   return { model: m, ropeInterleave: interleave, fp8: quant, ignored };
 }

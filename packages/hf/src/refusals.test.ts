@@ -114,6 +114,10 @@ test("config.json: unknown fields, architectures and configs Octet cannot comput
   assert.equal(p.model.ropeTheta, 5000);
   assert.ok(p.ignored.includes("transformers_version"));
   assert.throws(() => parseHfConfig({ ...c, rope_parameters: { rope_type: "yarn", rope_theta: 5000, factor: 4 } }), /rope_parameters .*plain RoPE only/);
+  assert.throws(() => parseHfConfig({ ...c, head_dim: 99 }), /head_dim 99; DeepSeek-V3 derives 8/);
+  assert.equal(parseHfConfig({ ...c, head_dim: 8, qk_head_dim: 24, mlp_layer_types: ["dense", "sparse"] }).model.nDenseLayers, 1);
+  assert.throws(() => parseHfConfig({ ...c, mlp_layer_types: ["sparse", "sparse"] }), /mlp_layer_types \["sparse","sparse"\]; Octet's layers are \["dense","sparse"\]/);
+  assert.throws(() => parseHfConfig({ ...c, layer_types: ["full_attention", "sliding_attention"] }), /layer_types/);
 });
 
 test("output paths: an existing output needs force, the input is never overwritten, failures leave nothing", async () => {
