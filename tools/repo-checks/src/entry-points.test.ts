@@ -84,7 +84,8 @@ for (const entry of ["@octet/orchestrator", "@octet/jobs"]) {
     const { urls } = load(entry);
     const fromModel = urls.filter((u) => octetPackage(u) === "model");
     assert.ok(fromModel.some((u) => /\/model\/dist\/config\.js$/.test(u)), `@octet/model/config is loaded: ${fromModel.join(", ")}`);
-    assert.deepEqual(fromModel.filter((u) => !/\/model\/dist\/config\.js$/.test(u)), [], "nothing of @octet/model but its config entry");
+    // The config entry is config.js and size.js (what a config costs: parameters, device memory; types only).
+    assert.deepEqual(fromModel.filter((u) => !/\/model\/dist\/(config|size)\.js$/.test(u)), [], "nothing of @octet/model but its config entry");
     for (const pkg of ["numerics", "router", "mtp"]) assert.deepEqual(urls.filter((u) => octetPackage(u) === pkg), [], `nothing of @octet/${pkg}`);
   });
 }
