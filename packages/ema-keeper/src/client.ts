@@ -135,6 +135,8 @@ export interface EmaClientStats {
   coalescedTensors: number;
   /** A push is in flight or waiting. */
   busy: boolean;
+  /** The newest step the keeper accepted (null: none yet). */
+  lastSentStep: number | null;
   lastError?: Error;
 }
 
@@ -156,6 +158,8 @@ export interface EmaClientOptions {
   pushDeadlineMs?: number;
   /** Called for every failed send. */
   onError?: (err: Error, step: number) => void;
+  /** Called for every send the keeper accepted (the step whose tensors it staged). */
+  onSent?: (step: number) => void;
   /** Use an existing generated client (shared channel) instead of creating one. */
   client?: RawClient;
 }
@@ -186,6 +190,8 @@ export class EmaClient {
   private readonly copy: boolean;
   private readonly pushDeadlineMs: number;
   private readonly onError?: (err: Error, step: number) => void;
+  private readonly onSent?: (step: number) => void;
+  private lastSentStep: number | null = null;
   private readonly pending = new Map<string, PendingTensor>();
   private inFlight = false;
   private lastStep = -1;
@@ -207,6 +213,7 @@ export class EmaClient {
     this.copy = options.copy ?? true;
     this.pushDeadlineMs = options.pushDeadlineMs ?? 120_000;
     this.onError = options.onError;
+    this.onSent = options.onSent;
   }
 
   /** Registers the run (idempotent for an identical spec); `run` defaults to the client's. */
@@ -272,6 +279,12 @@ export class EmaClient {
       () => {
         for (const [, p] of group) p.push.ok++;
         for (const rec of new Set(group.map(([, p]) => p.push))) this.settle(rec);
+        this.lastSentStep = Math.max(this.lastSentStep ?? step, step);
+        try {
+          this.onSent?.(step);
+        } catch {
+          // a throwing callback must not stop the queue
+        }
       },
       (err: Error) => {
         this.lastError = err;
@@ -297,7 +310,7 @@ export class EmaClient {
   }
 
   stats(): EmaClientStats {
-    return { ...this.counts, busy: this.inFlight || this.pending.size > 0, ...(this.lastError ? { lastError: this.lastError } : {}) };
+    return { ...this.counts, busy: this.inFlight || this.pending.size > 0, lastSentStep: this.lastSentStep, ...(this.lastError ? { lastError: this.lastError } : {}) };
   }
 
   async status(): Promise<RunStatus> {
@@ -417,7 +430,7 @@ export class ShardedEmaClient {
 
   /** Sums of the per-keeper stats (a push counts once per keeper it touches). */
   stats(): EmaClientStats {
-    const out: EmaClientStats = { pushed: 0, sent: 0, coalesced: 0, failed: 0, coalescedTensors: 0, busy: false };
+    const out: EmaClientStats = { pushed: 0, sent: 0, coalesced: 0, failed: 0, coalescedTensors: 0, busy: false, lastSentStep: null };
     for (const c of this.clients) {
       const s = c.stats();
       out.pushed += s.pushed;
@@ -428,6 +441,9 @@ export class ShardedEmaClient {
       out.busy ||= s.busy;
       if (s.lastError) out.lastError = s.lastError;
     }
+    // Every keeper (that owns tensors) has accepted at least the smallest of their newest steps.
+    const steps = this.clients.filter((_, i) => this.assignment.byKeeper[i].length > 0).map((c) => c.stats().lastSentStep);
+    out.lastSentStep = steps.length > 0 && steps.every((x) => x !== null) ? Math.min(...(steps as number[])) : null;
     return out;
   }
 

@@ -151,8 +151,10 @@ test("ExportEma → ImportEma into another keeper restores the same EMA and step
 test("EmaClient: push returns at once, coalesces while a send is in flight, and the EMA equals the sequential one over the applied steps", async () => {
   const { address, keeper } = await start();
   const applied = recordApplied(keeper, "co");
-  const c = new EmaClient({ address, run: "co", chunkBytes: 512 });
+  const sentSteps: number[] = [];
+  const c = new EmaClient({ address, run: "co", chunkBytes: 512, onSent: (s) => sentSteps.push(s) });
   await c.registerRun({ tensors, decay });
+  assert.equal(c.stats().lastSentStep, null);
   const steps = 20;
   for (let s = 0; s < steps; s++) c.push(s, all(s)); // synchronous: no awaits between pushes
   const mid = c.stats();
@@ -165,6 +167,9 @@ test("EmaClient: push returns at once, coalesces while a send is in flight, and 
   assert.deepEqual({ pushed: st.pushed, sent: st.sent, coalesced: st.coalesced, failed: st.failed }, { pushed: 20, sent: 2, coalesced: 18, failed: 0 });
   assert.equal(st.coalescedTensors, 18 * names.length);
   assert.deepEqual(applied, [0, 19]);
+  // onSent names each accepted send's step; lastSentStep the newest.
+  assert.deepEqual(sentSteps, [0, 19]);
+  assert.equal(st.lastSentStep, 19);
   const snap = await c.getEma();
   for (const n of names) assert.deepEqual(snap.tensors.get(n), sequentialEma(decay, applied, (s) => param(n, s)));
   // push validation is synchronous
@@ -272,5 +277,6 @@ test("ShardedEmaClient: tensors spread over two keepers by assignTensors; a cons
   for (const n of names) assert.deepEqual(snap.tensors.get(n), sequentialEma(decay, [0, 1, 2, 3, 4, 5], (s) => param(n, s)), n);
   assert.throws(() => sc.push(7, { nope: params(2, 1) }), /unknown tensor "nope"/);
   assert.equal(sc.stats().sent, 12);
+  assert.equal(sc.stats().lastSentStep, 5);
   sc.close();
 });
