@@ -65,6 +65,10 @@ const name = z.string().superRefine((value, ctx) => {
 });
 const posInt = z.number().int().positive();
 
+/** What a job may ask to train on (JobSpec.device). */
+export const JOB_DEVICES = ["auto", "cpu", "cuda"] as const;
+export type JobDeviceRequest = (typeof JOB_DEVICES)[number];
+
 export const jobSpecSchema = z
   .object({
     /** The run: checkpoints and the EMA are kept under this name, and a retried job resumes it. Default: "job-<id>". */
@@ -105,6 +109,11 @@ export const jobSpecSchema = z
       .default({}),
     /** GPUs the job needs, all on one worker (CPU slots on a worker without GPUs). */
     gpus: posInt.max(64).default(1),
+    /**
+     * Where it trains: "cuda" only on a worker with GPUs (the CUDA backend, one GPU per slot); "cpu" on any worker
+     * (the CPU backend, GPUs or not); "auto" (default) on the GPUs of a worker that has them, else on CPU slots.
+     */
+    device: z.enum(JOB_DEVICES).default("auto"),
     /** BullMQ priority: 1 is the most urgent; larger numbers wait longer. */
     priority: posInt.max(2_097_152).default(10),
     /** Attempts after the first failure (a stalled or crashed worker counts as a failure). */
@@ -181,9 +190,82 @@ export interface WorkerInfo {
   jobs: string[];
   /** Epoch milliseconds of this announcement. */
   at: number;
+  /** GPUs (nvidia-smi indices) this worker stopped offering because they became unusable (not in `slots`). */
+  lostGpus?: number[];
 }
 
-export type JobPhase = "starting" | "restoring" | "running" | "checkpointing" | "evaluating" | "stopping";
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * Why a queued job cannot start, from the live workers' announcements, or null when some worker could take it as
+ * soon as it has the slots free. A job larger than every worker waits until one joins:
+ * "needs 2 GPUs; the largest worker has 1".
+ */
+export function waitingReason(spec: Pick<JobSpec, "gpus" | "device">, workers: readonly WorkerInfo[]): string | null {
+  const n = spec.gpus;
+  if (workers.length === 0) return `needs ${plural(n, spec.device === "cuda" ? "GPU" : "slot")}; no worker is running`;
+  const gpuWorkers = workers.filter((w) => w.kind === "gpu");
+  if (spec.device === "cuda") {
+    if (gpuWorkers.length === 0) return `needs ${plural(n, "GPU")}; no worker has a GPU (${plural(workers.length, "worker")}, CPU only)`;
+    const most = Math.max(...gpuWorkers.map((w) => w.slots));
+    if (n > most) return `needs ${plural(n, "GPU")}; the largest worker has ${most}`;
+    const free = Math.max(...gpuWorkers.map((w) => w.slots - w.busy));
+    return n > free ? `needs ${plural(n, "free GPU")} on one worker; every worker that has ${n} is busy` : null;
+  }
+  const most = Math.max(...workers.map((w) => w.slots));
+  if (n > most) {
+    const top = workers.find((w) => w.slots === most)!;
+    return spec.device === "auto" && top.kind === "gpu"
+      ? `needs ${plural(n, "GPU")}; the largest worker has ${most}`
+      : `needs ${plural(n, "slot")}; the largest worker has ${most} (${top.kind === "gpu" ? "GPUs" : "CPU slots"})`;
+  }
+  const free = Math.max(...workers.map((w) => w.slots - w.busy));
+  return n > free ? `needs ${plural(n, "free slot")} on one worker; every worker large enough is busy` : null;
+}
+
+/** A job's phase; "done" once its trainer has ended it (completed or cancelled), so no final state shows a stale phase. */
+export type JobPhase = "starting" | "restoring" | "running" | "checkpointing" | "evaluating" | "stopping" | "done";
+
+/** The device a job attempt trains on: GPUs (as the worker's nvidia-smi lists them) or the CPU. */
+export interface JobDevice {
+  kind: "cuda" | "cpu";
+  /** The GPUs reserved (the first trains; training across GPUs is planned); empty on the CPU. */
+  gpus: { index: number; name: string; memoryMiB: number }[];
+}
+
+/** "GPU 0 (NVIDIA H100 80GB HBM3)", "GPUs 2, 3 (…)" or "CPU": how pages and reports name a job's device. */
+export function deviceLabel(d: JobDevice | null | undefined): string {
+  if (!d) return "unknown";
+  if (d.kind === "cpu" || d.gpus.length === 0) return d.kind === "cpu" ? "CPU" : "GPU";
+  const names = [...new Set(d.gpus.map((g) => g.name))].join(", ");
+  return `${d.gpus.length === 1 ? "GPU" : "GPUs"} ${d.gpus.map((g) => g.index).join(", ")} (${names})`;
+}
+
+/** The EMA as one attempt kept it: what reached the keeper, and the gaps while it was unreachable. */
+export interface EmaHealth {
+  /** The newest step the keeper acknowledged (null: none yet). */
+  step: number | null;
+  /** Pushes that failed (keeper down or refusing). */
+  failedPushes: number;
+  /** Pushes replaced by newer ones before they were sent (the keeper could not keep up). */
+  coalescedPushes: number;
+  /** Times the keeper became unreachable or lost the run and the trainer had to reconnect and resend. */
+  outages: number;
+  /** Training steps not folded into the EMA because of those outages (summed). */
+  gapSteps: number;
+}
+
+/** Per-attempt measurements of the training thread (what /metrics exports per GPU). */
+export interface JobStats {
+  /** Mean step time over the last reports, milliseconds. */
+  stepMs: number;
+  /** Device memory in use and its peak (bytes; null on the CPU). */
+  memoryBytes: number | null;
+  peakMemoryBytes: number | null;
+  /** Time the training loop spent handing the parameters off for the EMA, and exporting checkpoints (ms, summed). */
+  emaStallMs: number;
+  checkpointStallMs: number;
+}
 
 /** What the trainer reports through job.updateProgress (BullMQ keeps the latest). */
 export interface JobProgress {
@@ -200,6 +282,10 @@ export interface JobProgress {
   resumedFrom: number | null;
   attempt: number;
   workerId: string;
+  /** Where this attempt trains (set once it has started). */
+  device?: JobDevice;
+  stats?: JobStats;
+  ema?: EmaHealth;
 }
 
 /** One point of a job's curve (the list under keys.curve). */
@@ -226,6 +312,9 @@ export interface JobResult {
   emaStep: number | null;
   resumedFrom: number | null;
   seconds: number;
+  /** The device that trained the last attempt. */
+  device?: JobDevice;
+  ema?: EmaHealth;
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { jobOptions, resolveConfig, runName, validateJobSpec } from "./index.js";
+import { type WorkerInfo, deviceLabel, jobOptions, resolveConfig, runName, validateJobSpec, waitingReason } from "./index.js";
 
 test("validateJobSpec fills defaults and resolves the preset with overrides", () => {
   const spec = validateJobSpec({ run: "r1", steps: 7, batchSize: 2 });
@@ -65,4 +65,31 @@ test("keysFor keeps the default prefix's keys and separates other prefixes", asy
   assert.equal(k.cancelChannel(), "t-123:octet:cancel");
   assert.equal(k.curve("5"), "t-123:octet:curve:5");
   assert.throws(() => keysFor(""), RangeError);
+});
+
+test("device: auto by default, cpu or cuda when asked; anything else names the field", () => {
+  assert.equal(validateJobSpec({}).device, "auto");
+  assert.equal(validateJobSpec({ device: "cuda", gpus: 2 }).device, "cuda");
+  assert.throws(() => validateJobSpec({ device: "gpu" }), (e: Error) => e instanceof RangeError && /device/.test(e.message));
+});
+
+test("waitingReason: a job larger than every worker says so; one that fits some worker has none", () => {
+  const w = (id: string, kind: "gpu" | "cpu", slots: number, busy = 0): WorkerInfo => ({ id, host: "h", pid: 1, kind, slots, busy, gpus: [], jobs: [], at: 0 });
+  const spec = (gpus: number, device: "auto" | "cpu" | "cuda") => ({ gpus, device });
+  assert.equal(waitingReason(spec(2, "cuda"), [w("a", "gpu", 1), w("b", "cpu", 8)]), "needs 2 GPUs; the largest worker has 1");
+  assert.equal(waitingReason(spec(2, "auto"), [w("a", "gpu", 1)]), "needs 2 GPUs; the largest worker has 1");
+  assert.equal(waitingReason(spec(1, "cuda"), [w("b", "cpu", 8)]), "needs 1 GPU; no worker has a GPU (1 worker, CPU only)");
+  assert.equal(waitingReason(spec(1, "cuda"), []), "needs 1 GPU; no worker is running");
+  assert.equal(waitingReason(spec(3, "cpu"), [w("b", "cpu", 2)]), "needs 3 slots; the largest worker has 2 (CPU slots)");
+  assert.equal(waitingReason(spec(2, "cuda"), [w("a", "gpu", 2, 1)]), "needs 2 free GPUs on one worker; every worker that has 2 is busy");
+  // A CPU job fits the CPU worker's 8 slots: nothing to explain.
+  assert.equal(waitingReason(spec(2, "cpu"), [w("a", "gpu", 1), w("b", "cpu", 8)]), null);
+  assert.equal(waitingReason(spec(1, "cuda"), [w("a", "gpu", 1)]), null);
+});
+
+test("deviceLabel names the GPUs or the CPU", () => {
+  assert.equal(deviceLabel({ kind: "cuda", gpus: [{ index: 1, name: "NVIDIA H100", memoryMiB: 1 }] }), "GPU 1 (NVIDIA H100)");
+  assert.equal(deviceLabel({ kind: "cuda", gpus: [{ index: 2, name: "A", memoryMiB: 1 }, { index: 3, name: "A", memoryMiB: 1 }] }), "GPUs 2, 3 (A)");
+  assert.equal(deviceLabel({ kind: "cpu", gpus: [] }), "CPU");
+  assert.equal(deviceLabel(undefined), "unknown");
 });

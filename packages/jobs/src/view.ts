@@ -47,6 +47,11 @@ export interface JobView {
   checkpoints: CheckpointRef[];
   /** The loss curve, where asked for. */
   curve?: CurvePoint[];
+  /**
+   * Why a waiting or delayed job cannot start, from the live workers (@octet/jobs' waitingReason): "needs 2 GPUs;
+   * the largest worker has 1". Null when some worker can take it, and for jobs not queued.
+   */
+  waitingReason: string | null;
 }
 
 /** One event of a job's watch (WatchJob): a snapshot first, then state changes and progress. */

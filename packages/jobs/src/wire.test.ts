@@ -20,6 +20,7 @@ test("typed proto specs round-trip to the same validated spec; unset fields take
     checkpoint: { every: 4 },
     ema: { enabled: false },
     gpus: 2,
+    device: "cuda" as const,
     priority: 5,
     retries: 0,
   };
@@ -50,12 +51,22 @@ test("JobView → Job message → JobView is lossless for what the proto carries
     createdAt: 1000,
     startedAt: 2000,
     finishedAt: 3000,
-    progress: { phase: "stopping", step: 9, totalSteps: 9, loss: 1.5, valLoss: null, tokensPerSec: 10, lastCheckpoint: { step: 9, path: "/c" }, resumedFrom: 4, attempt: 2, workerId: "w" },
-    result: { run: "x", step: 9, loss: 1.5, valLoss: 1.6, tokensPerSec: 10, recipe: "fp8", entropyRate: null, unigramEntropy: 2, checkpoints: [{ step: 9, path: "/c" }], emaStep: null, resumedFrom: 4, seconds: 3 },
+    progress: {
+      phase: "done", step: 9, totalSteps: 9, loss: 1.5, valLoss: null, tokensPerSec: 10, lastCheckpoint: { step: 9, path: "/c" }, resumedFrom: 4, attempt: 2, workerId: "w",
+      device: { kind: "cuda", gpus: [{ index: 3, name: "NVIDIA H100 80GB HBM3", memoryMiB: 81559 }] },
+      stats: { stepMs: 12.5, memoryBytes: 2 ** 33, peakMemoryBytes: 2 ** 34, emaStallMs: 1.5, checkpointStallMs: 20 },
+      ema: { step: 8, failedPushes: 2, coalescedPushes: 1, outages: 1, gapSteps: 4 },
+    },
+    result: {
+      run: "x", step: 9, loss: 1.5, valLoss: 1.6, tokensPerSec: 10, recipe: "fp8", entropyRate: null, unigramEntropy: 2, checkpoints: [{ step: 9, path: "/c" }], emaStep: null, resumedFrom: 4, seconds: 3,
+      device: { kind: "cpu", gpus: [] },
+      ema: { step: null, failedPushes: 0, coalescedPushes: 0, outages: 0, gapSteps: 0 },
+    },
     failedReason: "worker died",
     stacktrace: ["Error: x"],
     checkpoints: [{ step: 9, path: "/c" }],
     curve: [{ step: 1, loss: 3, valLoss: 3.1 }],
+    waitingReason: null,
   };
   const wire = octet.orchestrator.v1.Job.decode(octet.orchestrator.v1.Job.encode(jobToProto(view)).finish());
   assert.deepEqual(jobFromProto(wire), view);
@@ -88,6 +99,7 @@ test("job states and watch events round-trip; an unspecified or unknown state in
     failedReason: null,
     stacktrace: [],
     checkpoints: [],
+    waitingReason: "needs 2 GPUs; the largest worker has 1",
   };
   const trip = (e: WatchEvent) => eventFromProto(octet.orchestrator.v1.JobEvent.decode(octet.orchestrator.v1.JobEvent.encode(eventToProto(e)).finish()));
   for (const e of [

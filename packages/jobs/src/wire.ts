@@ -2,7 +2,7 @@
 // orchestrator) turns requests into spec input (validated by validateJobSpec) and JobViews into Job messages;
 // the client (JobClient) does the reverse.
 import { octet } from "@octet/proto";
-import type { CurvePoint, JobPhase, JobProgress, JobResult, JobSpec, JobSpecInput } from "./index.js";
+import type { CurvePoint, EmaHealth, JobDevice, JobPhase, JobProgress, JobResult, JobSpec, JobSpecInput, JobStats } from "./index.js";
 import type { JobStateName, JobView, WatchEvent } from "./view.js";
 
 const pb = octet.orchestrator.v1;
@@ -36,7 +36,7 @@ export function statesFromProto(states: number[] | null | undefined): JobStateNa
   });
 }
 
-const PHASES: JobPhase[] = ["starting", "restoring", "running", "checkpointing", "evaluating", "stopping"];
+const PHASES: JobPhase[] = ["starting", "restoring", "running", "checkpointing", "evaluating", "stopping", "done"];
 
 function parseJsonObject(text: string, field: string): Record<string, unknown> {
   let v: unknown;
@@ -98,6 +98,7 @@ export function specInputFromRequest(req: octet.orchestrator.v1.ISubmitJobReques
     out.ema = o;
   }
   set(out, "gpus", s.gpus);
+  set(out, "device", s.device);
   set(out, "priority", s.priority);
   set(out, "retries", s.retries);
   return out;
@@ -121,6 +122,7 @@ export function specToProto(spec: JobSpecInput): octet.orchestrator.v1.IJobSpec 
   if (spec.checkpoint) out.checkpoint = { ...spec.checkpoint };
   if (spec.ema) out.ema = { ...spec.ema };
   if (spec.gpus !== undefined) out.gpus = spec.gpus;
+  if (spec.device !== undefined) out.device = spec.device;
   if (spec.priority !== undefined) out.priority = spec.priority;
   if (spec.retries !== undefined) out.retries = spec.retries;
   return out;
@@ -141,6 +143,50 @@ export function fitsTypedSpec(spec: JobSpecInput): boolean {
   );
 }
 
+function deviceToProto(d: JobDevice): octet.orchestrator.v1.IDevice {
+  return { kind: d.kind, gpus: d.gpus.map((g) => ({ index: g.index, name: g.name, memoryMib: g.memoryMiB })) };
+}
+
+function deviceFromProto(d: octet.orchestrator.v1.IDevice | null | undefined): JobDevice | undefined {
+  if (!d || (d.kind !== "cuda" && d.kind !== "cpu")) return undefined;
+  return { kind: d.kind, gpus: (d.gpus ?? []).map((g) => ({ index: g.index ?? 0, name: g.name ?? "", memoryMiB: Number(g.memoryMib ?? 0) })) };
+}
+
+function statsToProto(s: JobStats): octet.orchestrator.v1.IJobStats {
+  const out: octet.orchestrator.v1.IJobStats = { stepMs: s.stepMs, emaStallMs: s.emaStallMs, checkpointStallMs: s.checkpointStallMs };
+  if (s.memoryBytes !== null) out.memoryBytes = s.memoryBytes;
+  if (s.peakMemoryBytes !== null) out.peakMemoryBytes = s.peakMemoryBytes;
+  return out;
+}
+
+function statsFromProto(s: octet.orchestrator.v1.IJobStats | null | undefined): JobStats | undefined {
+  if (!s) return undefined;
+  return {
+    stepMs: s.stepMs ?? 0,
+    memoryBytes: s.memoryBytes !== null && s.memoryBytes !== undefined ? Number(s.memoryBytes) : null,
+    peakMemoryBytes: s.peakMemoryBytes !== null && s.peakMemoryBytes !== undefined ? Number(s.peakMemoryBytes) : null,
+    emaStallMs: s.emaStallMs ?? 0,
+    checkpointStallMs: s.checkpointStallMs ?? 0,
+  };
+}
+
+function emaToProto(e: EmaHealth): octet.orchestrator.v1.IEmaHealth {
+  const out: octet.orchestrator.v1.IEmaHealth = { failedPushes: e.failedPushes, coalescedPushes: e.coalescedPushes, outages: e.outages, gapSteps: e.gapSteps };
+  if (e.step !== null) out.step = e.step;
+  return out;
+}
+
+function emaFromProto(e: octet.orchestrator.v1.IEmaHealth | null | undefined): EmaHealth | undefined {
+  if (!e) return undefined;
+  return {
+    step: e.step !== null && e.step !== undefined ? Number(e.step) : null,
+    failedPushes: Number(e.failedPushes ?? 0),
+    coalescedPushes: Number(e.coalescedPushes ?? 0),
+    outages: Number(e.outages ?? 0),
+    gapSteps: Number(e.gapSteps ?? 0),
+  };
+}
+
 function progressToProto(p: JobProgress): octet.orchestrator.v1.IProgress {
   const out: octet.orchestrator.v1.IProgress = {
     phase: PHASES.indexOf(p.phase) + 1,
@@ -154,12 +200,21 @@ function progressToProto(p: JobProgress): octet.orchestrator.v1.IProgress {
   if (p.valLoss !== null) out.valLoss = p.valLoss;
   if (p.lastCheckpoint) out.lastCheckpoint = { ...p.lastCheckpoint };
   if (p.resumedFrom !== null) out.resumedFrom = p.resumedFrom;
+  if (p.device) out.device = deviceToProto(p.device);
+  if (p.stats) out.stats = statsToProto(p.stats);
+  if (p.ema) out.ema = emaToProto(p.ema);
   return out;
 }
 
 function progressFromProto(p: octet.orchestrator.v1.IProgress | null | undefined): JobProgress | null {
   if (!p) return null;
+  const device = deviceFromProto(p.device);
+  const stats = statsFromProto(p.stats);
+  const ema = emaFromProto(p.ema);
   return {
+    ...(device ? { device } : {}),
+    ...(stats ? { stats } : {}),
+    ...(ema ? { ema } : {}),
     phase: PHASES[(p.phase ?? 0) - 1] ?? "running",
     step: Number(p.step ?? 0),
     totalSteps: Number(p.totalSteps ?? 0),
@@ -188,12 +243,18 @@ function resultToProto(r: JobResult): octet.orchestrator.v1.IJobResult {
   if (r.unigramEntropy !== null) out.unigramEntropy = r.unigramEntropy;
   if (r.emaStep !== null) out.emaStep = r.emaStep;
   if (r.resumedFrom !== null) out.resumedFrom = r.resumedFrom;
+  if (r.device) out.device = deviceToProto(r.device);
+  if (r.ema) out.ema = emaToProto(r.ema);
   return out;
 }
 
 function resultFromProto(r: octet.orchestrator.v1.IJobResult | null | undefined): JobResult | null {
   if (!r) return null;
+  const device = deviceFromProto(r.device);
+  const ema = emaFromProto(r.ema);
   return {
+    ...(device ? { device } : {}),
+    ...(ema ? { ema } : {}),
     run: r.run ?? "",
     step: Number(r.step ?? 0),
     loss: r.loss ?? Number.NaN,
@@ -242,6 +303,7 @@ export function jobToProto(v: JobView): octet.orchestrator.v1.IJob {
     failedReason: v.failedReason ?? "",
     stacktrace: v.stacktrace,
     checkpoints: v.checkpoints.map((c) => ({ ...c })),
+    waitingReason: v.waitingReason ?? "",
   };
   if (v.progress) out.progress = progressToProto(v.progress);
   if (v.result) out.result = resultToProto(v.result);
@@ -271,6 +333,7 @@ export function jobFromProto(j: octet.orchestrator.v1.IJob): JobView {
     failedReason: j.failedReason || null,
     stacktrace: j.stacktrace ?? [],
     checkpoints: (j.checkpoints ?? []).map((c) => ({ step: Number(c.step ?? 0), path: c.path ?? "" })),
+    waitingReason: j.waitingReason || null,
   };
   if (j.curve && j.curve.length > 0) view.curve = j.curve.map(curvePointFromProto);
   return view;
