@@ -70,3 +70,21 @@ export function decideOffer(detected: GpuInfo[], opts: { gpus?: number; cpuSlots
   if (opts.gpus === undefined && detected.length > 0) return { kind: "gpu", slots: detected.length, gpus: detected };
   return { kind: "cpu", slots: opts.cpuSlots, gpus: [] };
 }
+
+/** What a worker does with a job: run it on `backend` with `slots` of its slots, or leave it (never fits here). */
+export type JobPlan = { take: true; backend: "cpu" | "cuda" } | { take: false; why: string };
+
+/**
+ * Whether this worker can ever run a job asking for `gpus` slots on `device`, and on which backend: a GPU
+ * worker trains "auto" and "cuda" jobs on its GPUs (CUDA backend, one GPU per slot) and "cpu" jobs on the CPU
+ * backend in those slots; a CPU worker trains "auto" and "cpu" jobs and never takes a "cuda" one. `usable`:
+ * the slots the worker still has (GPUs that became unusable are not counted).
+ */
+export function planJob(spec: { gpus: number; device: "auto" | "cpu" | "cuda" }, offer: Pick<Offer, "kind">, usable: number): JobPlan {
+  if (spec.device === "cuda" && offer.kind !== "gpu") return { take: false, why: `the job asks for ${spec.gpus} GPU${spec.gpus === 1 ? "" : "s"} (device cuda) and this worker has none` };
+  if (spec.gpus > usable) {
+    const unit = offer.kind === "gpu" ? "GPUs" : "CPU slots";
+    return { take: false, why: `the job needs ${spec.gpus} slots and this worker has ${usable} ${unit}` };
+  }
+  return { take: true, backend: offer.kind === "gpu" && spec.device !== "cpu" ? "cuda" : "cpu" };
+}

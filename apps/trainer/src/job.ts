@@ -5,17 +5,17 @@
 import type { Tensor } from "@octet/checkpointer";
 import type { CheckpointClient } from "@octet/checkpointer/client";
 import type { EmaState } from "@octet/ema-keeper";
-import { type CurvePoint, type JobResult, type JobSpec, type OctetKeys, resolveConfig, runName } from "@octet/jobs";
-import { Worker } from "node:worker_threads";
+import { type CurvePoint, type JobDevice, type JobResult, type JobSpec, type JobStats, type OctetKeys, resolveConfig, runName } from "@octet/jobs";
 import { type Job, UnrecoverableError } from "bullmq";
 import type { Redis } from "ioredis";
 import { CheckpointWriter, type CheckpointRef } from "./checkpoint-writer.js";
 import { CurveLog, CurveWriter } from "./curve.js";
 import { EmaLink } from "./ema-link.js";
 import { NOT_FOUND, finiteOrNull, grpcCode, msg, withTimeout } from "./helpers.js";
+import { type TrainingHost, startProcessHost, startThreadHost } from "./host.js";
 import type { Logger } from "./log.js";
 import { ProgressReporter } from "./progress.js";
-import { CTRL_SAVE_BUSY, CTRL_STOP, CTRL_WORDS, type ThreadInit, type ThreadMessage, type WireTensor } from "./protocol.js";
+import { CTRL_SAVE_BUSY, CTRL_STOP, type ThreadInit, type ThreadMessage, type WireTensor } from "./protocol.js";
 import {
   META_EMA,
   META_MODEL,
@@ -55,9 +55,36 @@ export interface JobEnv {
   stopSaveTimeoutMs: number;
 }
 
-function threadUrl(): URL {
-  // Built: dist/train-thread.js. From source (tsx): src/train-thread.ts (the thread inherits --import tsx).
-  return import.meta.url.endsWith(".ts") ? new URL("./train-thread.ts", import.meta.url) : new URL("./train-thread.js", import.meta.url);
+/** Where an attempt trains: the backend, the device as pages name it, and the GPUs pinned (nvidia-smi indices). */
+export interface Placement {
+  backend: "cpu" | "cuda";
+  device: JobDevice;
+  /** CUDA_VISIBLE_DEVICES of the training process (cuda); empty on the CPU. */
+  gpus: number[];
+}
+
+/**
+ * The attempt's GPU could not be used (no CUDA context, device gone): the worker fails the attempt as a crash
+ * (the job goes back to the queue while it has retries) and stops offering these GPUs.
+ */
+export class DeviceLostError extends Error {
+  constructor(message: string, readonly gpus: number[]) {
+    super(message);
+    this.name = "DeviceLostError";
+  }
+}
+
+/** A running mean of the last `n` values. */
+class RecentMean {
+  private readonly xs: number[] = [];
+  constructor(private readonly n: number) {}
+  add(x: number): void {
+    this.xs.push(x);
+    if (this.xs.length > this.n) this.xs.shift();
+  }
+  get value(): number {
+    return this.xs.length ? this.xs.reduce((a, b) => a + b, 0) / this.xs.length : 0;
+  }
 }
 
 function wireToTensors(w: WireTensor[]): Tensor[] {
@@ -71,8 +98,7 @@ export class JobRun {
   stopReason: StopReason | null = null;
   step = 0;
   private readonly log: Logger;
-  private control: Int32Array | null = null;
-  private thread: Worker | null = null;
+  private host: TrainingHost | null = null;
 
   constructor(
     readonly job: Job,
@@ -80,6 +106,7 @@ export class JobRun {
     readonly spec: JobSpec,
     readonly slots: number[],
     private readonly env: JobEnv,
+    readonly placement: Placement = { backend: "cpu", device: { kind: "cpu", gpus: [] }, gpus: [] },
   ) {
     this.jobId = job.id!;
     this.run = runName(spec, this.jobId);
@@ -93,8 +120,8 @@ export class JobRun {
       if (this.stopReason !== reason) this.log.info("stop requested", { reason, step: this.step });
       this.stopReason = reason;
     }
-    if (this.control) Atomics.store(this.control, CTRL_STOP, 1);
-    if (reason === "lost") void this.thread?.terminate();
+    this.host?.setControl(CTRL_STOP, 1);
+    if (reason === "lost") this.host?.terminate();
   }
 
   /** 1 for the first attempt; every failure and every stall starts a new one. */
@@ -109,7 +136,7 @@ export class JobRun {
     const total = config.train.steps;
     const reporter = new ProgressReporter(
       job,
-      { phase: "starting", step: 0, totalSteps: total, loss: null, valLoss: null, tokensPerSec: 0, lastCheckpoint: null, resumedFrom: null, attempt: this.attempt, workerId: env.workerId },
+      { phase: "starting", step: 0, totalSteps: total, loss: null, valLoss: null, tokensPerSec: 0, lastCheckpoint: null, resumedFrom: null, attempt: this.attempt, workerId: env.workerId, device: this.placement.device },
       env.progressIntervalMs,
       this.log,
     );
@@ -168,38 +195,38 @@ export class JobRun {
 
       // The training thread.
       const emaWanted = spec.ema.enabled && env.emaAddress !== null;
-      const controlBuf = new SharedArrayBuffer(4 * CTRL_WORDS);
-      this.control = new Int32Array(controlBuf);
-      const init: ThreadInit = {
+      const init: Omit<ThreadInit, "control"> = {
         spec,
         config,
         restore,
-        control: controlBuf,
         emaEvery: emaWanted ? spec.ema.every : 0,
+        backend: this.placement.backend,
       };
-      const thread = new Worker(threadUrl(), { workerData: init, transferList: restore ? restore.tensors.map((t) => t.data.buffer as ArrayBuffer) : [] });
-      this.thread = thread;
-      if (this.stopReason) Atomics.store(this.control, CTRL_STOP, 1);
+      const thread = this.placement.backend === "cuda" ? startProcessHost(init, this.placement.gpus) : startThreadHost(init);
+      this.host = thread;
+      if (this.stopReason) thread.setControl(CTRL_STOP, 1);
 
       let lastLoss: number | null = record?.loss ?? null;
       let valLoss: number | null = record?.valLoss ?? null;
       let tokens = 0;
       let ms = 0;
       let info: { entropyRate: number | null; unigramEntropy: number | null } = { entropyRate: null, unigramEntropy: null };
-      const control = this.control;
+      const stepMs = new RecentMean(20);
+      const stats: JobStats = { stepMs: 0, memoryBytes: null, peakMemoryBytes: null, emaStallMs: 0, checkpointStallMs: 0 };
+      const emaHealth = () => (ema ? { ema: (ema as EmaLink).health() } : {});
 
       const checkpoint = (step: number, w: { tensors: WireTensor[]; meta: string }, deadlineMs: number): Promise<CheckpointRef | null> => {
         const emaStep = ema ? ema.emaStep : null;
         const rec: TrainerRecord = { jobId: this.jobId, attempt: this.attempt, workerId: env.workerId, loss: finiteOrNull(lastLoss), valLoss: finiteOrNull(valLoss), emaStep: null };
         const link = ema;
-        Atomics.store(control, CTRL_SAVE_BUSY, 1);
+        thread.setControl(CTRL_SAVE_BUSY, 1);
         const p = writer.save(step, [...wireToTensors(w.tensors), ...curveToTensors(curveLog.upTo(step))], { [META_MODEL]: w.meta, [META_TRAINER]: JSON.stringify(rec) }, async () => {
           const snap = link ? await link.snapshot(emaStep, deadlineMs) : null;
           if (!snap) return null;
           const e = emaToTensors(snap);
           return { tensors: e.tensors, metadata: { [META_EMA]: e.meta, [META_TRAINER]: JSON.stringify({ ...rec, emaStep: snap.metadata.step }) } };
         });
-        void writer.stagedAll().then(() => Atomics.store(control, CTRL_SAVE_BUSY, 0));
+        void writer.stagedAll().then(() => thread.setControl(CTRL_SAVE_BUSY, 0));
         return p;
       };
 
@@ -212,7 +239,15 @@ export class JobRun {
           }
         };
         thread.on("error", (e) => settle(() => reject(e)));
-        thread.on("exit", (code) => settle(() => reject(this.stopReason === "lost" ? new Error("lost") : new Error(`training thread exited (code ${code}) before the end`))));
+        thread.on("exit", (code, signal) =>
+          settle(() =>
+            reject(
+              this.stopReason === "lost"
+                ? new Error("lost")
+                : new Error(`training ${this.placement.backend === "cuda" ? "process" : "thread"} ${signal ? `was killed by ${signal}` : `exited (code ${code})`} before the end`),
+            ),
+          ),
+        );
         thread.on("message", (m: ThreadMessage) => {
           try {
             onMessage(m);
@@ -225,6 +260,7 @@ export class JobRun {
           switch (m.type) {
             case "ready":
               info = { entropyRate: m.entropyRate, unigramEntropy: m.unigramEntropy };
+              this.log.info("training ready", { backend: m.backend, visibleDevices: m.visibleDevices, step: m.step });
               void (async () => {
                 if (emaWanted) {
                   const link = new EmaLink(env.emaAddress!, this.run, spec.ema.every, spec.ema.decay, m.params, this.log, env.authToken);
@@ -237,7 +273,7 @@ export class JobRun {
                   }
                 }
                 reporter.update({ phase: "running", step: m.step, resumedFrom, lastCheckpoint: writer.lastDurable, loss: finiteOrNull(lastLoss), valLoss: finiteOrNull(valLoss) }, true);
-                thread.postMessage("go");
+                thread.post("go");
               })();
               break;
             case "step": {
@@ -252,7 +288,18 @@ export class JobRun {
               }
               curve.add(point, m.valLoss !== undefined);
               curveLog.add(point);
-              reporter.update({ step: m.step, loss: finiteOrNull(m.loss), valLoss: finiteOrNull(valLoss), tokensPerSec: ms > 0 ? (tokens / ms) * 1000 : 0 }, m.valLoss !== undefined);
+              stepMs.add(m.ms);
+              stats.stepMs = stepMs.value;
+              stats.emaStallMs += m.emaStallMs;
+              stats.checkpointStallMs += m.checkpointStallMs;
+              if (m.memory) {
+                stats.memoryBytes = m.memory.usedBytes;
+                stats.peakMemoryBytes = m.memory.peakBytes;
+              }
+              reporter.update(
+                { step: m.step, loss: finiteOrNull(m.loss), valLoss: finiteOrNull(valLoss), tokensPerSec: ms > 0 ? (tokens / ms) * 1000 : 0, stats: { ...stats }, ...emaHealth() },
+                m.valLoss !== undefined,
+              );
               break;
             }
             case "ema":
@@ -267,7 +314,9 @@ export class JobRun {
               settle(() => resolve(m));
               break;
             case "error":
-              settle(() => reject(m.unrecoverable ? new UnrecoverableError(m.message) : new Error(m.message)));
+              settle(() =>
+                reject(m.kind === "unrecoverable" ? new UnrecoverableError(m.message) : m.kind === "device-lost" ? new DeviceLostError(m.message, this.placement.gpus) : new Error(m.message)),
+              );
               break;
           }
         };
@@ -275,8 +324,8 @@ export class JobRun {
         if (this.stopReason === "lost") return null;
         throw e;
       });
-      void thread.terminate();
-      this.thread = null;
+      thread.terminate();
+      this.host = null;
 
       if (end === null || this.stopReason === "lost") {
         // Another worker owns the job now: write nothing more for it.
@@ -299,7 +348,8 @@ export class JobRun {
           }
         }
         await withTimeout(writer.idle(), env.stopSaveTimeoutMs, "checkpoints in flight").catch(() => undefined);
-        reporter.update({ lastCheckpoint: writer.lastDurable });
+        // Cancelled: the job ends here (done); released or shut down, it goes back to the queue (stopping).
+        reporter.update({ lastCheckpoint: writer.lastDurable, ...(this.stopReason === "cancel" ? { phase: "done" as const } : {}), ...emaHealth() });
         await reporter.close(true);
         return stopped(end.step);
       }
@@ -329,13 +379,16 @@ export class JobRun {
         emaStep: ema ? (ema as EmaLink).emaStep : null,
         resumedFrom,
         seconds: (performance.now() - t0) / 1000,
+        device: this.placement.device,
+        ...emaHealth(),
       };
-      reporter.update({ step: end.step, loss: finiteOrNull(lastLoss), valLoss: finiteOrNull(valLoss), lastCheckpoint: writer.lastDurable });
+      // The last progress says "done": a completed job never shows the "checkpointing" of its final save.
+      reporter.update({ phase: "done", step: end.step, loss: finiteOrNull(lastLoss), valLoss: finiteOrNull(valLoss), lastCheckpoint: writer.lastDurable, ...emaHealth() });
       await reporter.close(true);
       return { kind: "completed", result };
     } finally {
-      if (this.thread) void this.thread.terminate();
-      this.thread = null;
+      this.host?.terminate();
+      this.host = null;
       await reporter.close(false);
       await curve.close(false);
       (ema as EmaLink | null)?.close();

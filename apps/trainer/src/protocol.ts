@@ -30,12 +30,44 @@ export interface ThreadInit {
   control: SharedArrayBuffer;
   /** Push the parameters every this many steps (0: no EMA). */
   emaEvery: number;
+  /**
+   * The backend: "cpu" (CpuBackend) or "cuda" (@octet/model's backendFor("cuda"): the GPU the process sees first;
+   * the worker runs such a job in its own process with CUDA_VISIBLE_DEVICES set to the job's GPUs).
+   */
+  backend: "cpu" | "cuda";
+}
+
+/** Device memory as the backend's pool reports it (CUDA only). */
+export interface MemoryNow {
+  usedBytes: number;
+  peakBytes: number;
 }
 
 export type ThreadMessage =
-  | { type: "ready"; step: number; params: { name: string; shape: number[] }[]; entropyRate: number | null; unigramEntropy: number | null }
-  | { type: "step"; step: number; loss: number; tokens: number; ms: number; valLoss?: number }
+  | {
+      type: "ready";
+      step: number;
+      params: { name: string; shape: number[] }[];
+      entropyRate: number | null;
+      unigramEntropy: number | null;
+      /** The backend's name ("cpu", "cuda") and, on a GPU, CUDA_VISIBLE_DEVICES as the process saw it. */
+      backend: string;
+      visibleDevices: string | null;
+    }
+  | {
+      type: "step";
+      step: number;
+      loss: number;
+      tokens: number;
+      ms: number;
+      valLoss?: number;
+      /** Time the loop spent on the EMA hand-off and on checkpoint exports since the previous step message (ms). */
+      emaStallMs: number;
+      checkpointStallMs: number;
+      /** Device memory (CUDA; sampled at most once a second, absent otherwise). */
+      memory?: MemoryNow;
+    }
   | { type: "ema"; step: number; names: string[]; arrays: Float32Array[] }
   | { type: "checkpoint"; step: number; tensors: WireTensor[]; meta: string; loss: number | null; valLoss: number | null }
   | { type: "end"; reason: "done" | "stopped"; step: number; loss: number | null; valLoss: number | null; final: { tensors: WireTensor[]; meta: string } | null }
-  | { type: "error"; message: string; unrecoverable: boolean };
+  | { type: "error"; message: string; kind: "unrecoverable" | "device-lost" | "error" };

@@ -1,8 +1,10 @@
 // The worker's slots (GPU indices, or CPU slot numbers): a job reserves all the slots it needs at once or none.
+// A slot whose GPU became unusable is lost: it is never reserved again.
 
 export class SlotPool {
   readonly total: number;
   private readonly freeSet: Set<number>;
+  private readonly lostSet = new Set<number>();
   private waiters: (() => void)[] = [];
 
   constructor(total: number) {
@@ -15,8 +17,19 @@ export class SlotPool {
     return this.freeSet.size;
   }
 
+  /** Slots reserved by running jobs. */
   get busy(): number {
-    return this.total - this.freeSet.size;
+    return this.usable - this.freeSet.size;
+  }
+
+  /** Slots not lost (free or reserved). */
+  get usable(): number {
+    return this.total - this.lostSet.size;
+  }
+
+  /** The lost slots, ascending. */
+  get lost(): number[] {
+    return [...this.lostSet].sort((a, b) => a - b);
   }
 
   /** Reserves `n` slots together (the lowest free ones), or returns null when fewer than n are free. */
@@ -32,8 +45,19 @@ export class SlotPool {
       if (!Number.isInteger(i) || i < 0 || i >= this.total) throw new RangeError(`slot ${i} is not one of this pool's`);
       if (this.freeSet.has(i)) throw new RangeError(`slot ${i} released twice`);
     }
-    for (const i of slots) this.freeSet.add(i);
+    for (const i of slots) if (!this.lostSet.has(i)) this.freeSet.add(i);
     this.wake();
+  }
+
+  /** Marks slots lost (their GPU is gone): a free one leaves the pool now, a reserved one when it is released. */
+  lose(slots: readonly number[]): void {
+    for (const i of slots) {
+      if (!Number.isInteger(i) || i < 0 || i >= this.total) throw new RangeError(`slot ${i} is not one of this pool's`);
+    }
+    for (const i of slots) {
+      this.lostSet.add(i);
+      this.freeSet.delete(i);
+    }
   }
 
   /** Resolves when a slot is released (or wake() is called). */

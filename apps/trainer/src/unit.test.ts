@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { type Tensor } from "@octet/checkpointer";
 import { Trainer, presetConfig } from "@octet/model";
-import { decideOffer, detectGpus, parseNvidiaSmi } from "./gpus.js";
+import { classifyFailure, memoryEstimateText } from "./failures.js";
+import { decideOffer, detectGpus, parseNvidiaSmi, planJob } from "./gpus.js";
 import { SlotPool } from "./slots.js";
 import { EMA_PREFIX, META_EMA, META_MODEL, emaFromTensors, emaToTensors, stateToTensors, tensorsToState } from "./state.js";
 
@@ -89,4 +90,37 @@ test("model state → checkpoint tensors → state restores a trainer that conti
   assert.deepEqual([...new Float32Array(ema.tensors.get("w")!.data.slice().buffer)], [1.5, -2]);
   assert.equal(emaFromTensors(all, { [META_MODEL]: "{}" }), null);
   assert.throws(() => tensorsToState(all, {}), /no octet.model metadata/);
+});
+
+test("planJob: cuda jobs only on GPU workers; auto on the GPUs of a GPU worker; cpu anywhere; never more slots than usable", () => {
+  assert.deepEqual(planJob({ gpus: 1, device: "cuda" }, { kind: "cpu" }, 4), { take: false, why: "the job asks for 1 GPU (device cuda) and this worker has none" });
+  assert.deepEqual(planJob({ gpus: 1, device: "auto" }, { kind: "cpu" }, 4), { take: true, backend: "cpu" });
+  assert.deepEqual(planJob({ gpus: 1, device: "auto" }, { kind: "gpu" }, 1), { take: true, backend: "cuda" });
+  assert.deepEqual(planJob({ gpus: 1, device: "cpu" }, { kind: "gpu" }, 1), { take: true, backend: "cpu" });
+  assert.deepEqual(planJob({ gpus: 2, device: "cuda" }, { kind: "gpu" }, 1), { take: false, why: "the job needs 2 slots and this worker has 1 GPUs" });
+  assert.equal(planJob({ gpus: 1, device: "cuda" }, { kind: "gpu" }, 0).take, false, "a worker whose only GPU was lost");
+});
+
+test("SlotPool.lose: a lost slot is never reserved again, also when it was reserved while lost", () => {
+  const p = new SlotPool(3);
+  const a = p.reserve(1)!;
+  p.lose(a);
+  p.release(a);
+  p.lose([2]);
+  assert.equal(p.usable, 1);
+  assert.deepEqual(p.lost, [0, 2]);
+  assert.deepEqual(p.reserve(1), [1]);
+  assert.equal(p.reserve(1), null);
+  assert.throws(() => p.lose([3]), RangeError);
+});
+
+test("classifyFailure: config too large and CUDA out of memory are final; a GPU without a context fails over; the rest retries", () => {
+  const tooLarge = new RangeError("config tiny (fp8, 8 × 64 tokens a step) needs about 99.0 GiB of device memory (…), and the GPU has 1.0 GiB free of 80.0: lower train.batchSize or model.seqLen");
+  assert.equal(classifyFailure(tooLarge, "cuda"), "unrecoverable");
+  assert.equal(classifyFailure(new Error("CUDA error in matmul(F32[2, 2]): cudaMalloc(4 bytes) failed: cudaErrorMemoryAllocation: out of memory"), "cuda"), "unrecoverable");
+  assert.equal(classifyFailure(new Error("--device cuda: no usable GPU: no CUDA device (cudaGetDeviceCount returned 0)"), "cuda"), "device-lost");
+  assert.equal(classifyFailure(new Error("cannot restore run x"), "cuda"), "error");
+  // On the CPU, a message that mentions memory is an ordinary failure.
+  assert.equal(classifyFailure(new Error("out of memory"), "cpu"), "error");
+  assert.match(memoryEstimateText(presetConfig("micro"), "fp8", { freeBytes: 2 ** 30, totalBytes: 2 ** 31 }), /^config micro \(fp8, \d+ × 32 tokens a step\) needs about [\d.]+ GiB .*; the GPU had 1\.0 GiB free of 2\.0 at the start$/);
 });

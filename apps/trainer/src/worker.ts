@@ -11,8 +11,8 @@ import { CheckpointClient } from "@octet/checkpointer/client";
 import { CANCELLED_REASON, JOB_NAME, type JobResult, type JobSpec, type OctetKeys, QUEUE_NAME, type WorkerInfo, keysFor, validateJobSpec } from "@octet/jobs";
 import { type Job, UnrecoverableError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import { type GpuInfo, type Offer, decideOffer, detectGpus } from "./gpus.js";
-import { JobRun, type JobOutcome } from "./job.js";
+import { type GpuInfo, type Offer, decideOffer, detectGpus, planJob } from "./gpus.js";
+import { DeviceLostError, JobRun, type JobOutcome, type Placement } from "./job.js";
 import { type Logger, createLogger } from "./log.js";
 import { createRedis, pingRedis, redactUrl } from "./redis.js";
 import { SlotPool } from "./slots.js";
@@ -182,16 +182,19 @@ export class TrainerWorker extends EventEmitter {
   }
 
   info(): WorkerInfo {
+    const lost = new Set(this.slots.lost);
     return {
       id: this.id,
       host: hostname(),
       pid: process.pid,
       kind: this.offer.kind,
-      slots: this.offer.slots,
+      // GPUs that became unusable are no longer offered.
+      slots: this.slots.usable,
       busy: this.slots.busy,
-      gpus: this.offer.gpus,
+      gpus: this.offer.gpus.filter((_, i) => !lost.has(i)),
       jobs: [...this.running.keys()],
       at: Date.now(),
+      ...(lost.size > 0 ? { lostGpus: [...lost].map((i) => this.offer.gpus[i]?.index ?? i) } : {}),
     };
   }
 
@@ -298,12 +301,13 @@ export class TrainerWorker extends EventEmitter {
       await this.fail(job, token, new UnrecoverableError(`no retries left: failed ${job.attemptsMade} and stalled ${job.stalledCounter ?? 0} times (retries: ${spec.retries})`));
       return;
     }
-    const slots = this.slots.reserve(spec.gpus);
-    if (!slots) {
-      const never = spec.gpus > this.slots.total;
+    const plan = planJob(spec, this.offer, this.slots.usable);
+    const slots = plan.take ? this.slots.reserve(spec.gpus) : null;
+    if (!plan.take || !slots) {
+      const never = !plan.take;
       if (never && !this.tooBigWarned.has(id)) {
         this.tooBigWarned.add(id);
-        this.log.warn("job needs more slots than this worker has: left for a larger worker", { jobId: id, gpus: spec.gpus, slots: this.slots.total });
+        this.log.warn("job cannot run on this worker: left for another", { jobId: id, gpus: spec.gpus, device: spec.device, slots: this.slots.usable, why: plan.take ? undefined : plan.why });
       }
       try {
         await job.moveToDelayed(Date.now() + this.opts.fitDelayMs * (never ? 5 : 1), token);
@@ -320,6 +324,13 @@ export class TrainerWorker extends EventEmitter {
       this.log.warn("job taken again while its previous attempt is still here: that attempt is dropped", { jobId: id });
       previous.run.requestStop("lost");
     }
+    const backend = plan.backend;
+    const gpus = this.offer.kind === "gpu" ? slots.map((i) => this.offer.gpus[i] ?? { index: i, name: "unknown", memoryMiB: 0 }) : [];
+    const placement: Placement = {
+      backend,
+      device: backend === "cuda" ? { kind: "cuda", gpus } : { kind: "cpu", gpus: [] },
+      gpus: backend === "cuda" ? gpus.map((g) => g.index) : [],
+    };
     const run = new JobRun(job, token, spec, slots, {
       workerId: this.id,
       redis: this.redis,
@@ -330,11 +341,11 @@ export class TrainerWorker extends EventEmitter {
       log: this.log,
       progressIntervalMs: this.opts.progressIntervalMs,
       stopSaveTimeoutMs: this.opts.stopSaveTimeoutMs,
-    });
+    }, placement);
     const entry: Running = { run, job, token, slots, spec, done: Promise.resolve(), lockMisses: 0 };
     this.running.set(id, entry);
     const device = this.offer.kind === "gpu" ? { gpus: slots.map((i) => this.offer.gpus[i]?.index ?? i) } : { cpuSlots: slots };
-    this.log.info("job started", { jobId: id, run: run.run, attempt: run.attempt, ...device });
+    this.log.info("job started", { jobId: id, run: run.run, attempt: run.attempt, backend, ...device });
     this.emit("job:start", { jobId: id, slots });
     void this.announce().catch(() => undefined);
     entry.done = this.execute(entry);
@@ -352,6 +363,12 @@ export class TrainerWorker extends EventEmitter {
     }
     // Stop renewing before the job leaves this worker (unless a newer attempt of it runs here now).
     if (this.running.get(id) === entry) this.running.delete(id);
+    if (error instanceof DeviceLostError) {
+      // The GPU is gone for this process (no context): fail over as a crash does — the attempt fails, the job goes
+      // back to the queue for another worker while it has retries — and stop offering these GPUs.
+      this.slots.lose(entry.slots);
+      this.log.error("GPU unusable: the job goes back to the queue and this worker no longer offers the GPU", { jobId: id, gpus: error.gpus, err: error, slotsLeft: this.slots.usable });
+    }
     try {
       if (error) {
         if (run.stopReason === "lost") this.log.warn("job failed after its lock was lost; leaving it to its new owner", { jobId: id, err: error });

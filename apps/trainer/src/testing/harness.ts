@@ -128,7 +128,14 @@ export interface TrainerArgs {
   heartbeatMs?: number;
   ema?: boolean;
   extra?: string[];
+  /** GPUs offered (--gpus; default 0: CPU slots only). */
+  gpus?: number;
+  /** Extra environment (e.g. OCTET_TRAINER_TEST_CUDA_BACKEND: fakeCudaModule). */
+  env?: NodeJS.ProcessEnv;
 }
+
+/** The stand-in for the CUDA backend (testing/fake-cuda.mjs; see there). */
+export const fakeCudaModule = join(pkgDir, "src", "testing", "fake-cuda.mjs");
 
 /** Spawns the built octet-trainer and waits for its ready line. */
 export async function startTrainer(a: TrainerArgs): Promise<TrainerProc> {
@@ -140,7 +147,7 @@ export async function startTrainer(a: TrainerArgs): Promise<TrainerProc> {
     "--checkpointer", a.services.checkpointerAddress,
     "--worker-id", a.workerId,
     "--cpu-slots", String(a.cpuSlots ?? 1),
-    "--gpus", "0",
+    "--gpus", String(a.gpus ?? 0),
     "--lock-ms", String(a.lockMs ?? 3000),
     "--stalled-ms", String(a.stalledMs ?? 1000),
     "--heartbeat-ms", String(a.heartbeatMs ?? 500),
@@ -149,7 +156,7 @@ export async function startTrainer(a: TrainerArgs): Promise<TrainerProc> {
     ...(a.ema === false ? [] : ["--ema-keeper", a.services.emaAddress]),
     ...(a.extra ?? []),
   ];
-  const env: NodeJS.ProcessEnv = { ...process.env, OCTET_LOG_LEVEL: process.env.OCTET_TRAINER_LOG_LEVEL ?? "info" };
+  const env: NodeJS.ProcessEnv = { ...process.env, OCTET_LOG_LEVEL: process.env.OCTET_TRAINER_LOG_LEVEL ?? "info", ...a.env };
   delete env.REDIS_URL;
   const proc = spawn(process.execPath, args, { cwd: pkgDir, env, stdio: ["ignore", "pipe", "pipe"] });
   return attach(proc, a.workerId);
