@@ -2,7 +2,7 @@
 // metrics count (submissions from any client, completions, failures, step rate from progress reports).
 import { QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
-import { CANCELLED_REASON, QUEUE_NAME } from "@octet/jobs";
+import { CANCELLED_REASON, type JobProgress, QUEUE_NAME } from "@octet/jobs";
 import { parseProgress } from "./view.js";
 
 export type HubListener = (event: string, args: Record<string, unknown>) => void;
@@ -15,6 +15,8 @@ export interface HubCounters {
   completed(): void;
   failed(cancelled: boolean): void;
   stalled(): void;
+  /** Every progress report seen (parsed). */
+  progress?(jobId: string, p: JobProgress): void;
 }
 
 interface StepSample {
@@ -36,7 +38,11 @@ export class EventHub {
         const a = (args ?? {}) as Record<string, unknown>;
         const jobId = typeof a.jobId === "string" ? a.jobId : undefined;
         if (!jobId) return;
-        if (name === "progress") this.noteProgress(jobId, a.data);
+        if (name === "progress") {
+          this.noteProgress(jobId, a.data);
+          const p = counters?.progress ? parseProgress(a.data) : null;
+          if (p) counters!.progress!(jobId, p);
+        }
         else if (name === "completed" || name === "failed" || name === "removed") this.samples.delete(jobId);
         if (counters) {
           if (name === "added") counters.added();

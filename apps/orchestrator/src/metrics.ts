@@ -1,8 +1,12 @@
 // Prometheus metrics (prom-client, a registry of the orchestrator's own): the queue read at each scrape, GPU
 // slots from the workers' announcements, step rate from progress reports, counters of submissions and outcomes.
+import type { JobProgress } from "@octet/jobs";
+import type { JobView } from "@octet/jobs/view";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { EventHub, HubCounters } from "./events.js";
 import type { JobStore } from "./store.js";
+
+type JobLabel = "job" | "worker" | "device" | "gpu_name";
 
 export class OrchestratorMetrics {
   readonly registry = new Registry();
@@ -20,6 +24,18 @@ export class OrchestratorMetrics {
   private readonly tokensPerSec: Gauge;
   private readonly watchers: Gauge;
   private readonly up: Gauge;
+  private readonly stepSeconds: Gauge<JobLabel>;
+  private readonly memoryBytes: Gauge<JobLabel>;
+  private readonly peakMemoryBytes: Gauge<JobLabel>;
+  private readonly emaStall: Gauge<JobLabel>;
+  private readonly checkpointStall: Gauge<JobLabel>;
+  private readonly emaLag: Gauge<JobLabel>;
+  readonly emaOutages: Counter;
+  readonly emaGapSteps: Counter;
+  readonly emaFailedPushes: Counter;
+  readonly emaCoalescedPushes: Counter;
+  /** The EMA counts of each job attempt's last progress report seen (the counters add what grew since). */
+  private readonly emaSeen = new Map<string, { attempt: number; outages: number; gapSteps: number; failed: number; coalesced: number }>();
   private refreshing: Promise<void> | undefined;
 
   constructor(prefix = "octet_") {
@@ -41,6 +57,52 @@ export class OrchestratorMetrics {
     this.tokensPerSec = new Gauge({ name: `${prefix}tokens_per_second`, help: "Tokens per second summed over running jobs (their latest progress reports)", registers: [register] });
     this.watchers = new Gauge({ name: `${prefix}watched_jobs`, help: "Jobs watched through WatchJob now", registers: [register] });
     this.up = new Gauge({ name: `${prefix}redis_up`, help: "1 when the last scrape could read the queue from Redis", registers: [register] });
+    const labelNames = ["job", "worker", "device", "gpu_name"] as const;
+    const perJob = (name: string, help: string) => new Gauge({ name: `${prefix}${name}`, help: `${help}; per running job and the device that trains it (device "cuda:<nvidia-smi index>" or "cpu")`, labelNames, registers: [register] });
+    this.stepSeconds = perJob("job_step_seconds", "Mean training step time over the last steps");
+    this.memoryBytes = perJob("job_device_memory_bytes", "GPU memory in use by the job's tensors (the CUDA pool's live bytes)");
+    this.peakMemoryBytes = perJob("job_device_memory_peak_bytes", "Peak GPU memory in use by the job's tensors");
+    this.emaStall = perJob("job_ema_stall_seconds", "Time the training loop spent handing the parameters to the EMA, summed over this attempt");
+    this.checkpointStall = perJob("job_checkpoint_stall_seconds", "Time the training loop spent exporting checkpoints, summed over this attempt");
+    this.emaLag = perJob("job_ema_lag_steps", "Training steps since the newest step the EMA keeper acknowledged");
+    this.emaOutages = new Counter({ name: `${prefix}ema_outages_total`, help: "Times a job's EMA keeper was unreachable (or lost the run) and its trainer reconnected and resent the parameters", registers: [register] });
+    this.emaGapSteps = new Counter({ name: `${prefix}ema_gap_steps_total`, help: "Training steps missing from jobs' EMAs because their keeper was unreachable", registers: [register] });
+    this.emaFailedPushes = new Counter({ name: `${prefix}ema_failed_pushes_total`, help: "EMA pushes that failed (keeper down or refusing)", registers: [register] });
+    this.emaCoalescedPushes = new Counter({ name: `${prefix}ema_coalesced_pushes_total`, help: "EMA pushes dropped because a newer one replaced them before they were sent (the keeper could not keep up)", registers: [register] });
+  }
+
+  /** Adds what a job attempt's EMA counts grew by since its previous progress report (seen by this orchestrator). */
+  private noteEma(jobId: string, p: JobProgress): void {
+    if (!p.ema) return;
+    const prev = this.emaSeen.get(jobId);
+    const base = prev && prev.attempt === p.attempt ? prev : { attempt: p.attempt, outages: 0, gapSteps: 0, failed: 0, coalesced: 0 };
+    const now = { attempt: p.attempt, outages: p.ema.outages, gapSteps: p.ema.gapSteps, failed: p.ema.failedPushes, coalesced: p.ema.coalescedPushes };
+    if (now.outages > base.outages) this.emaOutages.inc(now.outages - base.outages);
+    if (now.gapSteps > base.gapSteps) this.emaGapSteps.inc(now.gapSteps - base.gapSteps);
+    if (now.failed > base.failed) this.emaFailedPushes.inc(now.failed - base.failed);
+    if (now.coalesced > base.coalesced) this.emaCoalescedPushes.inc(now.coalesced - base.coalesced);
+    this.emaSeen.delete(jobId);
+    this.emaSeen.set(jobId, now);
+    if (this.emaSeen.size > 10_000) this.emaSeen.delete(this.emaSeen.keys().next().value!);
+  }
+
+  /** The per-job gauges from the running jobs' latest progress. */
+  private setJobGauges(active: JobView[]): void {
+    for (const g of [this.stepSeconds, this.memoryBytes, this.peakMemoryBytes, this.emaStall, this.checkpointStall, this.emaLag]) g.reset();
+    for (const j of active) {
+      const p = j.progress;
+      if (!p) continue;
+      const gpu = p.device?.kind === "cuda" ? p.device.gpus[0] : undefined;
+      const labels = { job: j.id, worker: p.workerId, device: gpu ? `cuda:${gpu.index}` : p.device ? "cpu" : "unknown", gpu_name: gpu?.name ?? "" };
+      if (p.stats) {
+        this.stepSeconds.set(labels, p.stats.stepMs / 1000);
+        if (p.stats.memoryBytes !== null) this.memoryBytes.set(labels, p.stats.memoryBytes);
+        if (p.stats.peakMemoryBytes !== null) this.peakMemoryBytes.set(labels, p.stats.peakMemoryBytes);
+        this.emaStall.set(labels, p.stats.emaStallMs / 1000);
+        this.checkpointStall.set(labels, p.stats.checkpointStallMs / 1000);
+      }
+      if (p.ema) this.emaLag.set(labels, Math.max(0, p.step - (p.ema.step ?? 0)));
+    }
   }
 
   /** Counters fed by the EventHub. */
@@ -50,6 +112,7 @@ export class OrchestratorMetrics {
       completed: () => this.finished.inc({ outcome: "completed" }),
       failed: (cancelled) => this.finished.inc({ outcome: cancelled ? "cancelled" : "failed" }),
       stalled: () => this.stalled.inc(),
+      progress: (jobId, p) => this.noteEma(jobId, p),
     };
   }
 
@@ -78,6 +141,7 @@ export class OrchestratorMetrics {
         this.workers.set({ kind }, k.n);
       }
       this.stepRate.set(hub.stepRate(active.jobs.map((j) => j.id)));
+      this.setJobGauges(active.jobs);
       this.tokensPerSec.set(active.jobs.reduce((s, j) => s + (j.progress?.tokensPerSec ?? 0), 0));
       this.up.set(1);
     } catch {

@@ -1,7 +1,7 @@
 // The web view's HTML: an index of jobs and a page per job with its loss curve (server-rendered SVG). A job page
 // that is not finished refreshes itself: it re-fetches its summary fragment and its curve every refresh interval
 // and stops once the job has ended. Every link is relative, so the pages work behind a path prefix.
-import type { CurvePoint } from "@octet/jobs";
+import { type CurvePoint, deviceLabel } from "@octet/jobs";
 import { lineChartSvg } from "@octet/plot";
 import { FINAL_STATES, JOB_STATES, type JobView, type ListPage } from "@octet/jobs/view";
 
@@ -112,14 +112,28 @@ export function renderJobSummary(j: JobView): string {
     ["attempts made", `${j.attemptsMade} of ${j.maxAttempts}`],
     ["created / started / finished", `${time(j.createdAt)} / ${time(j.startedAt)} / ${time(j.finishedAt)}`],
   ];
+  if (j.waitingReason) rows.push(["waiting", `<span data-field="waiting-reason">${esc(j.waitingReason)}</span>`]);
+  const device = r?.device ?? p?.device;
+  if (device) rows.push(["device", `<span data-field="device">${esc(deviceLabel(device))}</span>`]);
   if (p) {
-    rows.push(["phase", esc(p.phase)]);
+    rows.push(["phase", `<span data-field="phase">${esc(p.phase)}</span>`]);
     rows.push(["step", `<span data-field="step">${p.step}</span> / ${p.totalSteps}`]);
     rows.push(["loss / val loss", `<span data-field="loss">${fmt(p.loss)}</span> / ${fmt(p.valLoss)}`]);
     rows.push(["tokens/s", fmt(p.tokensPerSec, 0)]);
     rows.push(["last checkpoint", p.lastCheckpoint ? `step ${p.lastCheckpoint.step}: <code>${esc(p.lastCheckpoint.path)}</code>` : "–"]);
     if (p.resumedFrom !== null) rows.push(["resumed from", `step ${p.resumedFrom}`]);
     if (p.workerId) rows.push(["worker", esc(p.workerId)]);
+    if (p.stats) {
+      const s = p.stats;
+      rows.push(["step time", `${fmt(s.stepMs, 1)} ms`]);
+      if (s.memoryBytes !== null) rows.push(["device memory", `${fmt(s.memoryBytes / 2 ** 30, 2)} GiB in use (peak ${fmt((s.peakMemoryBytes ?? 0) / 2 ** 30, 2)})`]);
+      rows.push(["EMA / checkpoint stall", `${fmt(s.emaStallMs, 0)} / ${fmt(s.checkpointStallMs, 0)} ms`]);
+    }
+  }
+  const ema = r?.ema ?? p?.ema;
+  if (ema) {
+    const gap = ema.outages > 0 ? ` · keeper unreachable ${ema.outages}× (<span data-field="ema-gap">${ema.gapSteps}</span> steps missing)` : "";
+    rows.push(["EMA", `step ${ema.step ?? "–"} · ${ema.failedPushes} failed, ${ema.coalescedPushes} coalesced pushes${gap}`]);
   }
   if (r) {
     rows.push(["final loss / val loss", `<span data-field="final-loss">${fmt(r.loss)}</span> / ${fmt(r.valLoss)}`]);

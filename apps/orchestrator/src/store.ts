@@ -13,6 +13,7 @@ import {
   type JobSpec,
   type OctetKeys,
   type WorkerInfo,
+  waitingReason,
 } from "@octet/jobs";
 import { cancelWaiting } from "./cancel.js";
 import type { CancelOutcome, JobStateName, JobView, ListPage, QueueCounts } from "@octet/jobs/view";
@@ -131,6 +132,8 @@ export class JobStore {
     if (!job) return null;
     const view = jobView(job, state, cancel === 1);
     if (opts.curve) view.curve = await this.curve(id, opts.maxCurvePoints);
+    // A queued job says why it cannot start when no live worker could take it.
+    if ((view.state === "waiting" || view.state === "delayed") && view.spec) view.waitingReason = waitingReason(view.spec, await this.workers());
     return view;
   }
 
@@ -195,6 +198,10 @@ export class JobStore {
         nextPageToken = encodeToken(s, o, key);
         break;
       }
+    }
+    if (jobs.some((j) => (j.state === "waiting" || j.state === "delayed") && j.spec)) {
+      const workers = await this.workers();
+      for (const j of jobs) if ((j.state === "waiting" || j.state === "delayed") && j.spec) j.waitingReason = waitingReason(j.spec, workers);
     }
     return { jobs, nextPageToken, counts: await this.counts() };
   }

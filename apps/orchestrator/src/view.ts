@@ -4,6 +4,9 @@
 import type { Job } from "bullmq";
 import {
   CANCELLED_REASON,
+  type EmaHealth,
+  type JobDevice,
+  type JobStats,
   runName,
   validateJobSpec,
   type CurvePoint,
@@ -36,7 +39,7 @@ export function stateName(bullState: string, failedReason: string | null | undef
   }
 }
 
-const PHASES: ReadonlySet<string> = new Set(["starting", "restoring", "running", "checkpointing", "evaluating", "stopping"]);
+const PHASES: ReadonlySet<string> = new Set(["starting", "restoring", "running", "checkpointing", "evaluating", "stopping", "done"]);
 
 function num(v: unknown): number | null {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
@@ -47,6 +50,44 @@ function checkpointRef(v: unknown): CheckpointRef | null {
   const o = v as Record<string, unknown>;
   const step = num(o.step);
   return step !== null && typeof o.path === "string" ? { step, path: o.path } : null;
+}
+
+function device(v: unknown): JobDevice | undefined {
+  if (!v || typeof v !== "object") return undefined;
+  const o = v as Record<string, unknown>;
+  if (o.kind !== "cuda" && o.kind !== "cpu") return undefined;
+  const gpus = Array.isArray(o.gpus)
+    ? o.gpus.flatMap((g: unknown) => {
+        const r = (g ?? {}) as Record<string, unknown>;
+        const index = num(r.index);
+        return index === null ? [] : [{ index, name: typeof r.name === "string" ? r.name : "", memoryMiB: num(r.memoryMiB) ?? 0 }];
+      })
+    : [];
+  return { kind: o.kind, gpus };
+}
+
+function stats(v: unknown): JobStats | undefined {
+  if (!v || typeof v !== "object") return undefined;
+  const o = v as Record<string, unknown>;
+  return { stepMs: num(o.stepMs) ?? 0, memoryBytes: num(o.memoryBytes), peakMemoryBytes: num(o.peakMemoryBytes), emaStallMs: num(o.emaStallMs) ?? 0, checkpointStallMs: num(o.checkpointStallMs) ?? 0 };
+}
+
+function emaHealth(v: unknown): EmaHealth | undefined {
+  if (!v || typeof v !== "object") return undefined;
+  const o = v as Record<string, unknown>;
+  return { step: num(o.step), failedPushes: num(o.failedPushes) ?? 0, coalescedPushes: num(o.coalescedPushes) ?? 0, outages: num(o.outages) ?? 0, gapSteps: num(o.gapSteps) ?? 0 };
+}
+
+/** The optional parts of progress and results: present only when the trainer reported them. */
+function extras(o: Record<string, unknown>, keys: ("device" | "stats" | "ema")[]): { device?: JobDevice; stats?: JobStats; ema?: EmaHealth } {
+  const out: { device?: JobDevice; stats?: JobStats; ema?: EmaHealth } = {};
+  const d = keys.includes("device") ? device(o.device) : undefined;
+  const s = keys.includes("stats") ? stats(o.stats) : undefined;
+  const e = keys.includes("ema") ? emaHealth(o.ema) : undefined;
+  if (d) out.device = d;
+  if (s) out.stats = s;
+  if (e) out.ema = e;
+  return out;
 }
 
 /**
@@ -69,6 +110,7 @@ export function parseProgress(p: unknown): JobProgress | null {
     resumedFrom: num(o.resumedFrom),
     attempt: num(o.attempt) ?? 0,
     workerId: typeof o.workerId === "string" ? o.workerId : "",
+    ...extras(o, ["device", "stats", "ema"]),
   };
 }
 
@@ -92,6 +134,7 @@ export function parseResult(r: unknown): JobResult | null {
     emaStep: num(o.emaStep),
     resumedFrom: num(o.resumedFrom),
     seconds: num(o.seconds) ?? 0,
+    ...extras(o, ["device", "ema"]),
   };
 }
 
@@ -145,11 +188,14 @@ export function jobView(job: Job, bullState: string, cancelRequested: boolean, v
   const progress = parseProgress(job.progress);
   const result = parseResult(job.returnvalue);
   const failedReason = job.failedReason ? String(job.failedReason) : null;
+  const state = stateName(bullState, failedReason);
+  // A job that ended shows no phase of its last attempt (a trainer that died mid-save never said "done").
+  if (progress && (state === "completed" || state === "failed" || state === "cancelled")) progress.phase = "done";
   const checkpoints = result?.checkpoints.length ? result.checkpoints : progress?.lastCheckpoint ? [progress.lastCheckpoint] : [];
   return {
     id: String(job.id),
     name: job.name,
-    state: stateName(bullState, failedReason),
+    state,
     cancelRequested,
     spec,
     specError,
@@ -166,5 +212,6 @@ export function jobView(job: Job, bullState: string, cancelRequested: boolean, v
     failedReason,
     stacktrace: Array.isArray(job.stacktrace) ? job.stacktrace.map(String) : [],
     checkpoints,
+    waitingReason: null,
   };
 }
