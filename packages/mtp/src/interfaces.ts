@@ -87,7 +87,8 @@ export interface MtpKernels {
   linearBackward(dy: TensorHandle, x: TensorHandle, w: TensorHandle, wGrad: TensorHandle): TensorHandle;
   /**
    * Mean softmax cross-entropy of logits [rows, vocab] against targets (I32 [rows]) as a 1-element tensor, and
-   * its gradient w.r.t. the logits scaled by gradScale (the gradient of gradScale · loss).
+   * its gradient w.r.t. the logits scaled by gradScale (the gradient of gradScale · loss). The logits are consumed:
+   * a device implementation may write the gradient over them.
    */
   crossEntropy(logits: TensorHandle, targets: TensorHandle, gradScale: number): { loss: TensorHandle; dLogits: TensorHandle };
   /** The mean of 1-element tensors (Σ in order, then ÷ n), a 1-element tensor. */

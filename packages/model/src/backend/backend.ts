@@ -175,7 +175,8 @@ export interface Backend {
   swigluBackward(dh: TensorHandle, gate: TensorHandle, up: TensorHandle): { dGate: TensorHandle; dUp: TensorHandle };
   /**
    * Mean cross-entropy of logits [rows, vocab] against targets (I32 [rows]) as a 1-element tensor;
-   * dLogits = ∂(mean loss)/∂logits when wantGrad.
+   * dLogits = ∂(mean loss)/∂logits when wantGrad. With wantGrad the logits are consumed: a backend may write
+   * dLogits over them (the CUDA backend does, so that a [tokens, vocab] FP32 tensor is not held twice).
    */
   crossEntropy(logits: TensorHandle, targets: TensorHandle, wantGrad: boolean): { loss: TensorHandle; dLogits: TensorHandle | null };
 

@@ -593,8 +593,9 @@ export class CudaBackend implements Backend {
     if (vocab % 8 !== 0 || vocab > 131072) throw new RangeError(`${what}: the loss kernel needs a vocabulary that is a multiple of 8 up to 131072, got ${vocab}`);
     const loss = this.alloc("F64", [1]);
     const rowLoss = this.alloc("F32", [rows]);
-    // The kernel writes dLogits over its input: a copy keeps the caller's logits.
-    const work = wantGrad ? this.fresh(logits) : this.aligned(logits);
+    // The kernel writes dLogits over its input (Backend.crossEntropy consumes the logits): no second
+    // [rows, vocab] FP32 tensor.
+    const work = this.aligned(logits);
     if (rows > 0) this.k.crossEntropy(this.p(work), this.p(targets), this.p(rowLoss), null, rows, vocab, rows, 0, gradScale, wantGrad ? 0 : CE_NO_GRAD, this.stream);
     this.k.meanLoss(this.p(rowLoss), null, this.p(loss), rows, this.stream);
     return { loss, dLogits: wantGrad ? work : null };
