@@ -84,11 +84,12 @@ test("checkpointPath: the trainer's relative path under the checkpointer's data 
 });
 
 test("report: loss beside the entropy floor, the FP8-vs-BF16 difference, paths, web view", () => {
-  const main = { id: "1", recipe: "fp8", result: result(), curve: [] };
-  const bf16 = { id: "2", recipe: "bf16", result: result({ valLoss: 1.2249, recipe: "bf16" }), curve: [] };
+  const main = { id: "1", recipe: "fp8", result: result({ device: { kind: "cuda", gpus: [{ index: 0, name: "NVIDIA H100 80GB HBM3", memoryMiB: 81559 }] } }), curve: [] };
+  const bf16 = { id: "2", recipe: "bf16", result: result({ valLoss: 1.2249, recipe: "bf16", device: { kind: "cpu", gpus: [] } }), curve: [] };
   assert.ok(Math.abs(relDiff(main.result, bf16.result) - 0.0016 / 1.2249) < 1e-12);
   const lines = reportLines({ config: "tiny", main, bf16, checkpoint: "/x/ckpt", plot: "/x/loss.svg", web: "http://h:1/jobs/1", keepOpen: false, logs: "/x/logs", seconds: 200 }).join("\n");
-  assert.match(lines, /fp8 +final loss 1\.2100 +validation 1\.2265/);
+  assert.match(lines, /fp8 +final loss 1\.2100 +validation 1\.2265 .* on GPU 0 \(NVIDIA H100 80GB HBM3\)/);
+  assert.match(lines, /bf16 +final loss .* on CPU$/m);
   assert.match(lines, /entropy floor of the data: 1\.0631 nats\/token — validation is 0\.1634 above it/);
   assert.match(lines, /fp8 vs bf16: validation loss 1\.2265 vs 1\.2249, \+0\.0016 \(relative difference 0\.131%\)/);
   assert.match(lines, /checkpoint: \/x\/ckpt/);

@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { isAbsolute, join, relative } from "node:path";
 import { stepDirName } from "@octet/checkpointer";
-import type { CurvePoint, JobResult } from "@octet/jobs";
+import { type CurvePoint, type JobResult, deviceLabel } from "@octet/jobs";
 import { type ReferenceLine, type Series, lineChartSvg, smooth } from "@octet/plot";
 
 export interface FinishedJob {
@@ -79,7 +79,7 @@ export function reportLines(r: ReportInput): string[] {
   lines.push(`Result — ${r.config}, ${m.step} steps, ${Math.round(r.seconds)} s`);
   for (const j of [r.main, ...(r.bf16 ? [r.bf16] : [])]) {
     const x = j.result;
-    lines.push(`  ${j.recipe.padEnd(11)} final loss ${f4(x.loss)}   validation ${f4(x.valLoss)}   ${Math.round(x.tokensPerSec)} tokens/s`);
+    lines.push(`  ${j.recipe.padEnd(11)} final loss ${f4(x.loss)}   validation ${f4(x.valLoss)}   ${Math.round(x.tokensPerSec)} tokens/s   on ${deviceLabel(x.device)}`);
   }
   if (m.entropyRate !== null && Number.isFinite(m.entropyRate)) {
     const gap = m.valLoss - m.entropyRate;
