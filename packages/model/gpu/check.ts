@@ -10,7 +10,7 @@ import type { TensorHandle } from "@octet/numerics";
 import { CpuBackend } from "../src/backend/cpu.js";
 import { CudaBackend } from "../src/backend/cuda.js";
 import type { Backend } from "../src/backend/backend.js";
-import { presetConfig, type RecipeName } from "../src/config.js";
+import { presetConfig, trainingMemoryEstimate, type RecipeName } from "../src/config.js";
 import { makePrecision } from "../src/precision.js";
 import { decodeSafetensors, encodeSafetensors } from "../src/state.js";
 import { readFileSync } from "node:fs";
@@ -221,6 +221,28 @@ else if (phase === "train") {
       out({ recipe, steps: l.length, ms, cpuSeconds: c.seconds, valLoss, cpuValLoss: c.valLoss, valRel, first20Max: Math.max(...first20), finalLoss: l.at(-1), cpuFinalLoss: c.losses.at(-1), skipped, hostSyncsPerStep: be.hostSyncCount / l.length, peakMemoryBytes: be.memoryStats().peakBytes, pass });
     } catch (e) {
       out({ recipe, error: String(e instanceof Error ? e.stack : e), pass: false });
+    }
+  }
+} else if (phase === "small") {
+  // gpu-small (issue 14's preset) for a few steps per recipe: it runs, its step time, and the device-memory
+  // estimate (size.ts) beside the pool's measured peak.
+  const n = Number(process.env.OCTET_GPU_SMALL_STEPS ?? 3);
+  for (const recipe of (process.env.OCTET_GPU_SMALL_RECIPES ?? "bf16 fp8").split(/\s+/).filter(Boolean) as RecipeName[]) {
+    try {
+      const be = new CudaBackend({ attention: recipe === "fp32" ? "fp32" : "bf16" });
+      const config = presetConfig("gpu-small");
+      const t = new Trainer({ config, recipe, seed: 1, backend: be });
+      const ms: number[] = [];
+      const l: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const r = t.trainStep();
+        ms.push(r.ms);
+        l.push(r.loss);
+      }
+      const estimate = trainingMemoryEstimate(config, recipe).bytes;
+      out({ recipe, config: "gpu-small", steps: n, ms, losses: l, tokensPerSec: 16384 / (Math.min(...ms) / 1000), hostSyncsPerStep: be.hostSyncCount / n, peakMemoryBytes: be.memoryStats().peakBytes, estimateBytes: estimate, pass: l.every(Number.isFinite) });
+    } catch (e) {
+      out({ recipe, config: "gpu-small", error: String(e instanceof Error ? e.stack : e), pass: false });
     }
   }
 } else throw new RangeError(`unknown phase ${phase}`);

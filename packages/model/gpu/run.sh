@@ -60,15 +60,15 @@ case $phases in *" build "*)
   # The two addons compile in parallel (each already compiles its sources in parallel).
   step build 200 bash -c "bash packages/numerics/cuda/build.sh > $OUT/build-numerics.log 2>&1 & a=\$!; bash packages/model/cuda/build.sh > $OUT/build-model.log 2>&1; b=\$?; wait \$a; c=\$?; tail -3 $OUT/build-numerics.log $OUT/build-model.log; exit \$(( b | c ))" ;;
 esac
-for p in ops train det resume long; do
+for p in ops train det resume long small; do
   case $phases in *" $p "*)
-    case $p in train) cap=240 ;; long) cap=300 ;; *) cap=100 ;; esac
+    case $p in train) cap=240 ;; long) cap=300 ;; small) cap=200 ;; *) cap=100 ;; esac
     step "$p" "$cap" node --max-old-space-size=16000 --expose-gc "$check" "$p" ;;
   esac
 done
 
 # The table: one line per op, recipe and determinism check, from the phases' JSON lines.
-cat "$OUT"/ops.log "$OUT"/train.log "$OUT"/det.log "$OUT"/resume.log "$OUT"/long.log 2>/dev/null | grep '^{"phase"' > "$OUT/results.jsonl"
+cat "$OUT"/ops.log "$OUT"/train.log "$OUT"/det.log "$OUT"/resume.log "$OUT"/long.log "$OUT"/small.log 2>/dev/null | grep '^{"phase"' > "$OUT/results.jsonl"
 node -e '
 const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
 const rows = [];
@@ -77,6 +77,7 @@ for (const r of lines) {
   if (r.phase === "ops") rows.push(["op", r.op, r.error ? "error: " + r.error.split("\n")[0] : r.err !== undefined ? `err ${r.err.toExponential(2)} (tol ${r.tol})` : JSON.stringify(r.copies ?? "") + " " + JSON.stringify(r.hostSyncs ?? ""), status]);
   else if (r.phase === "train") rows.push(["train", `${r.recipe} ${r.device ?? ""}`, r.error ? "error: " + r.error.split("\n")[0] : r.device === "cuda" ? `${r.losses.length} steps ${r.ms.toFixed(0)} ms, loss ${r.losses.at(-1)?.toFixed(5)}, syncs/step ${r.hostSyncsPerStep} ${JSON.stringify(r.hostSyncs)}, peak ${(r.peakMemoryBytes / 2 ** 20).toFixed(0)} MiB` : `loss ${r.losses.at(-1)?.toFixed(5)}, max rel diff ${r.maxRel.toExponential(2)}; per step ${r.rel.map((x) => x.toExponential(1)).join(" ")}`, status]);
   else if (r.phase === "long") rows.push(["long", r.recipe, r.error ? "error: " + r.error.split("\n")[0] : `${r.steps} steps ${(r.ms / 1000).toFixed(1)} s (cpu ${r.cpuSeconds.toFixed(0)} s), val ${r.valLoss.toFixed(5)} vs cpu ${r.cpuValLoss.toFixed(5)} (rel ${r.valRel.toExponential(2)}), first 20 max rel ${r.first20Max.toExponential(2)}, skipped ${r.skipped}, syncs/step ${r.hostSyncsPerStep.toFixed(2)}, peak ${(r.peakMemoryBytes / 2 ** 20).toFixed(0)} MiB`, status]);
+  else if (r.phase === "small") rows.push(["small", r.recipe, r.error ? "error: " + r.error.split("\n")[0] : `gpu-small ${r.steps} steps, ms ${r.ms.map((x) => x.toFixed(0)).join(" ")}, ${r.tokensPerSec.toFixed(0)} tok/s, syncs/step ${r.hostSyncsPerStep.toFixed(2)}, peak ${(r.peakMemoryBytes / 2 ** 30).toFixed(2)} GiB vs estimate ${(r.estimateBytes / 2 ** 30).toFixed(2)}`, status]);
   else rows.push([r.phase, r.recipe, r.error ? "error: " + r.error.split("\n")[0] : `losses ${r.pass ? "bit-identical" : "differ"}: ${r.a?.slice(-2).join(", ")} vs ${r.b?.slice(-2).join(", ")}`, status]);
 }
 for (const [a, b, c, d] of rows) console.log(`${a.padEnd(6)} ${String(b).padEnd(42)} ${d.padEnd(5)} ${c}`);
