@@ -44,6 +44,22 @@ __device__ bool find_tile(const int32_t* offsets, int64_t E, int64_t M_total, in
   return false;
 }
 
+// acc[i][j] += Σ_kk As[kk][ty + 16i] · Bs[kk][tx + 16j] over the staged chunk, kk ascending, one fmaf each.
+__device__ __forceinline__ void accumulate_chunk(const float (&As)[kChunk][kTile + 1], const float (&Bs)[kChunk][kTile + 1],
+                                                 int steps, int tx, int ty, float (&acc)[4][4]) {
+  for (int kk = 0; kk < steps; ++kk) {
+    float a[4], b[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = As[kk][ty + 16 * i];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+  }
+}
+
 template <int kTransB>
 __global__ void __launch_bounds__(kThreads) grouped_rows_kernel(const float* __restrict__ A, const float* __restrict__ B,
                                                                float* __restrict__ C, const int32_t* __restrict__ offsets,
@@ -88,18 +104,7 @@ __global__ void __launch_bounds__(kThreads) grouped_rows_kernel(const float* __r
       Bs[kk][nn] = v;
     }
     __syncthreads();
-    const int steps = (int)imin(kChunk, K - k0);
-    for (int kk = 0; kk < steps; ++kk) {
-      float a[4], b[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-    }
+    accumulate_chunk(As, Bs, (int)imin(kChunk, K - k0), tx, ty, acc);
     __syncthreads();
   }
 #pragma unroll
@@ -143,18 +148,7 @@ __global__ void __launch_bounds__(kThreads) grouped_wgrad_kernel(const float* __
       Bs[kk][c] = r < r_end && j0 + c < N2 ? B[r * N2 + j0 + c] : 0.0f;
     }
     __syncthreads();
-    const int steps = (int)imin(kChunk, r_end - r0);
-    for (int kk = 0; kk < steps; ++kk) {
-      float a[4], b[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-    }
+    accumulate_chunk(As, Bs, (int)imin(kChunk, r_end - r0), tx, ty, acc);
     __syncthreads();
   }
   float* Ce = C + e * N1 * N2;
