@@ -203,19 +203,24 @@ export function deserialize(file: Uint8Array): { tensors: Tensor[]; metadata: Re
   };
 }
 
+/** The validated header of an open safetensors file (checked against the file's size). */
+async function readHeaderOf(fh: FileHandle): Promise<SafetensorsHeader> {
+  const { size } = await fh.stat();
+  const prefix = Buffer.alloc(8);
+  const { bytesRead } = await fh.read(prefix, 0, 8, 0);
+  const n = readHeaderLength(prefix.subarray(0, bytesRead), size);
+  const json = Buffer.alloc(n);
+  const r = await fh.read(json, 0, n, 8);
+  if (r.bytesRead !== n) throw new RangeError("short read of the safetensors header");
+  const h = parseHeaderJson(json, size - 8 - n);
+  return { ...h, dataStart: 8 + n };
+}
+
 /** Reads and validates the header of a safetensors file on disk, without reading the buffer. */
 export async function readHeaderFromFile(path: string): Promise<SafetensorsHeader> {
   const fh = await open(path, "r");
   try {
-    const { size } = await fh.stat();
-    const prefix = Buffer.alloc(8);
-    const { bytesRead } = await fh.read(prefix, 0, 8, 0);
-    const n = readHeaderLength(prefix.subarray(0, bytesRead), size);
-    const json = Buffer.alloc(n);
-    const r = await fh.read(json, 0, n, 8);
-    if (r.bytesRead !== n) throw new RangeError("short read of the safetensors header");
-    const h = parseHeaderJson(json, size - 8 - n);
-    return { ...h, dataStart: 8 + n };
+    return await readHeaderOf(fh);
   } finally {
     await fh.close();
   }
@@ -240,15 +245,7 @@ export class SafetensorsFileReader {
   static async open(path: string): Promise<SafetensorsFileReader> {
     const fh = await open(path, "r");
     try {
-      const { size } = await fh.stat();
-      const prefix = Buffer.alloc(8);
-      const { bytesRead } = await fh.read(prefix, 0, 8, 0);
-      const n = readHeaderLength(prefix.subarray(0, bytesRead), size);
-      const json = Buffer.alloc(n);
-      const r = await fh.read(json, 0, n, 8);
-      if (r.bytesRead !== n) throw new RangeError("short read of the safetensors header");
-      const h = parseHeaderJson(json, size - 8 - n);
-      return new SafetensorsFileReader(path, { ...h, dataStart: 8 + n }, fh);
+      return new SafetensorsFileReader(path, await readHeaderOf(fh), fh);
     } catch (e) {
       await fh.close();
       throw e;
