@@ -329,4 +329,4 @@ export function presetConfig(name: string): Config {
   return structuredClone(preset);
 }
 
-export { checkFitsDevice, parameterCount, trainingMemoryEstimate, type MemoryEstimate, type ParameterCount } from "./size.js";
+export { checkFitsDevice, modelFlopsPerStep, parameterCount, trainingMemoryEstimate, type MemoryEstimate, type ParameterCount } from "./size.js";

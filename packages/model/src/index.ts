@@ -45,7 +45,7 @@ export { AdamW, clipGradNorm, learningRate } from "./optim.js";
 export { Trainer, type StepReport, type TrainerOptions, type TrainerParameter } from "./trainer.js";
 export { trainLoop, type TrainLoopOptions, type TrainLoopResult, type Evaluation } from "./loop.js";
 export { runTraining, backendFor, type Device, type RunOptions, type RunSummary } from "./run.js";
-export { checkFitsDevice, parameterCount, trainingMemoryEstimate, type MemoryEstimate, type ParameterCount } from "./size.js";
+export { checkFitsDevice, modelFlopsPerStep, parameterCount, trainingMemoryEstimate, type MemoryEstimate, type ParameterCount } from "./size.js";
 export { encodeSafetensors, decodeSafetensors, saveState, loadState, stateTensor, MODEL_DTYPES, type NamedTensor, type TrainingState, type TensorDtype } from "./state.js";
 // The data module: loadDataset (a config's data), the synthetic corpus, text and llm.c shard loaders, BatchLoader.
 export {

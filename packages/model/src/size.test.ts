@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { type Config, RECIPE_NAMES, presetConfig, validateConfig } from "./config.js";
 import { CpuBackend } from "./backend/cpu.js";
 import { Transformer } from "./model.js";
-import { checkFitsDevice, parameterCount, trainingMemoryEstimate } from "./size.js";
+import { checkFitsDevice, modelFlopsPerStep, parameterCount, trainingMemoryEstimate } from "./size.js";
 
 function built(c: Config): number {
   return new Transformer(c.model, "fp32", new CpuBackend(), 1).store.count();
@@ -64,4 +64,12 @@ test("checkFitsDevice: refuses a config that cannot fit, with the estimate and t
     assert.match(err.message, /activations \d/);
     return true;
   });
+});
+
+test("modelFlopsPerStep: 6 · active · tokens plus causal attention (gpu-small: 46.3 TFLOP a step, the definition behind the PyTorch peer figures of the GPU README)", () => {
+  const c = presetConfig("gpu-small");
+  const tokens = 16384;
+  const attention = 3 * 5 * 8 * 16 * 2048 * 2048 * (192 + 128);
+  assert.equal(modelFlopsPerStep(c), 6 * parameterCount(c.model).activePerToken * tokens + attention);
+  assert.equal(Math.round(modelFlopsPerStep(c) / 1e11) / 10, 46.3);
 });

@@ -107,3 +107,19 @@ export function checkFitsDevice(config: Config, recipe: RecipeName, freeBytes: n
       `${(freeBytes / GiB).toFixed(1)} GiB free of ${(totalBytes / GiB).toFixed(1)}: lower train.batchSize or model.seqLen`,
   );
 }
+
+/**
+ * Model FLOPs of one training step (issue 14's utilisation figure): 6 · active parameters · tokens (forward and
+ * backward of every weight a token passes through, MTP included, the embedding lookup excluded) plus causal
+ * attention, 3 × its forward B·H·T²·(qk + v) per attention block (QKᵀ and PV, each 2·T²·d/2 under the causal
+ * mask; the backward counted as twice the forward).
+ */
+export function modelFlopsPerStep(config: Config): number {
+  const m = config.model;
+  const tokens = config.train.batchSize * m.seqLen;
+  const a = m.attention;
+  const [qk, v] = a.kind === "mha" ? [a.headDim, a.headDim] : [a.qkNopeHeadDim + a.qkRopeHeadDim, a.vHeadDim];
+  const attentionBlocks = m.nLayers + m.mtp.depth;
+  const attention = 3 * attentionBlocks * config.train.batchSize * m.nHeads * m.seqLen * m.seqLen * (qk + v);
+  return 6 * parameterCount(m).activePerToken * tokens + attention;
+}

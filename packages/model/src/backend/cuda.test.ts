@@ -79,3 +79,12 @@ test("CudaBackend: a CUDA failure names the op and its tensors' shapes; argument
   // A validation error inside the op stays what it was.
   assert.throws(() => be.scale(new CudaTensor("I32", [4], {} as never), 2), (err: Error) => !(err instanceof CudaOpError) && /scale/.test(err.message));
 });
+
+test("npm run bench:gpu: exits non-zero naming why without a GPU; a bad recipe is refused", { skip: gpu && "a GPU is usable here" }, () => {
+  const r = spawnSync(process.execPath, ["--import", "tsx", "src/cli/bench-gpu.ts", "--steps", "1"], { cwd: pkg, encoding: "utf8" });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /bench:gpu needs a GPU: /);
+  const bad = spawnSync(process.execPath, ["--import", "tsx", "src/cli/bench-gpu.ts", "--recipes", "bf16,fp4"], { cwd: pkg, encoding: "utf8" });
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /fp4/);
+});
