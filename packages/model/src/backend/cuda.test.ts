@@ -76,6 +76,9 @@ test("CudaBackend: a CUDA failure names the op and its tensors' shapes; argument
     assert.match(String((err.cause as Error).message), /cudaErrorIllegalAddress/);
     return true;
   });
+  // A plain Error that names no CUDA error passes through as it was.
+  Object.assign(be, { k: { scale: () => { throw new Error("the workspace went away"); } } });
+  assert.throws(() => be.scale(x, 2), (err: Error) => !(err instanceof CudaOpError) && err.message === "the workspace went away");
   // A validation error inside the op stays what it was.
   assert.throws(() => be.scale(new CudaTensor("I32", [4], {} as never), 2), (err: Error) => !(err instanceof CudaOpError) && /scale/.test(err.message));
 });

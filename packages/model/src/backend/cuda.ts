@@ -979,8 +979,9 @@ function describeArg(a: unknown): string {
   return typeof a === "object" && a !== null ? "{…}" : String(a);
 }
 
-// One mechanism for every op: each method of CudaBackend reports a CUDA failure (a plain Error from the addons;
-// argument errors stay RangeError/TypeError) as a CudaOpError naming the outermost op and its shapes.
+// One mechanism for every op: each method of CudaBackend reports a CUDA failure (a plain Error from the addons
+// naming a CUDA or cuBLAS error; argument errors stay RangeError/TypeError) as a CudaOpError naming the outermost
+// op and its shapes.
 let opDepth = 0; // > 0 inside an op: the inner methods it calls pass errors through to it
 for (const name of Object.getOwnPropertyNames(CudaBackend.prototype)) {
   const d = Object.getOwnPropertyDescriptor(CudaBackend.prototype, name);
@@ -993,7 +994,7 @@ for (const name of Object.getOwnPropertyNames(CudaBackend.prototype)) {
       try {
         return method.apply(this, args);
       } catch (e) {
-        if (opDepth > 1 || !(e instanceof Error) || e.constructor !== Error) throw e;
+        if (opDepth > 1 || !(e instanceof Error) || e.constructor !== Error || !/\bcuda[A-Z]\w*|CUDA|cuBLAS/.test(e.message)) throw e;
         throw new CudaOpError(name, args.map(describeArg).join(", "), e);
       } finally {
         opDepth--;
