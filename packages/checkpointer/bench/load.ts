@@ -14,8 +14,8 @@ import { fileURLToPath } from "node:url";
 import { CheckpointStore, serialize, type Manifest, type Tensor } from "@octet/checkpointer";
 import { octet, services } from "@octet/proto";
 import {
-  AUTH_TOKEN, Rng, WrongAnswer, clientStreamCall, connect, garbageMessage, rawClientStreamCall, runLoadTest, serverStreamCall, unaryCall,
-  waitReady, type RequestKind,
+  AUTH_TOKEN, Rng, WrongAnswer, clientStreamCall, closeClients, connectClients, garbageMessage, rawClientStreamCall, runLoadTest, serverStreamCall, unaryCall,
+  type RequestKind,
 } from "../../proto/bench/load-harness.js";
 
 const PACKAGE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -385,14 +385,12 @@ await runLoadTest<Ctx>({
   ],
   async setup(address, clients) {
     const ctx: Ctx = {
-      clients: Array.from({ length: clients }, () => connect<Client>(services.checkpoint.v1.CheckpointServiceClient, address)),
-      anonymous: AUTH_TOKEN ? Array.from({ length: clients }, () => connect<Client>(services.checkpoint.v1.CheckpointServiceClient, address, false)) : [],
+      ...(await connectClients<Client>(services.checkpoint.v1.CheckpointServiceClient, address, clients)),
       next: new Map(RUNS.map((r) => [r, 1])),
       accepted: new Map(),
       deleted: new Set(),
       sequence: new Array<number>(clients).fill(0),
     };
-    await Promise.all([...ctx.clients, ...ctx.anonymous].map((c) => waitReady(c)));
     // Step 1 of every run, durable before the load: what save-again repeats and load-latest finds from the start.
     for (const run of RUNS) {
       const reply = await save(ctx, 0, run, nextStep(ctx, run), 0);
@@ -466,6 +464,6 @@ await runLoadTest<Ctx>({
     };
   },
   close(ctx) {
-    for (const c of [...ctx.clients, ...ctx.anonymous]) c.close();
+    closeClients(ctx);
   },
 });

@@ -13,8 +13,8 @@ import { EmaKeeper, type ParamArray, type RunSpec } from "@octet/ema-keeper";
 import { encodeBf16 } from "@octet/numerics";
 import { octet, services } from "@octet/proto";
 import {
-  AUTH_TOKEN, Rng, WrongAnswer, bytesOf, clientStreamCall, connect, garbageMessage, rawClientStreamCall, runLoadTest, serverStreamCall,
-  unaryCall, waitReady, type RequestKind,
+  AUTH_TOKEN, Rng, WrongAnswer, bytesOf, clientStreamCall, closeClients, connectClients, garbageMessage, rawClientStreamCall, runLoadTest, serverStreamCall,
+  unaryCall, type RequestKind,
 } from "../../proto/bench/load-harness.js";
 
 const PACKAGE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -430,15 +430,13 @@ await runLoadTest<Ctx>({
   ],
   async setup(address, clients) {
     const ctx: Ctx = {
-      clients: Array.from({ length: clients }, () => connect<Client>(services.ema.v1.EmaServiceClient, address)),
-      anonymous: AUTH_TOKEN ? Array.from({ length: clients }, () => connect<Client>(services.ema.v1.EmaServiceClient, address, false)) : [],
+      ...(await connectClients<Client>(services.ema.v1.EmaServiceClient, address, clients)),
       next: new Map(RUNS.map((r) => [r.run, r.updateInterval ?? 1])),
       completed: new Map(RUNS.map((r) => [r.run, new Set<number>()])),
       seen: new Map(RUNS.map((r) => [r.run, new Map()])),
       imports: Array.from({ length: clients }, () => []),
       sequence: new Array<number>(clients).fill(0),
     };
-    await Promise.all([...ctx.clients, ...ctx.anonymous].map((c) => waitReady(c)));
     for (const spec of RUNS) {
       const reply = await unaryCall<octet.ema.v1.RegisterRunResponse>((o, cb) => ctx.clients[0].registerRun({ spec: wireSpec(spec) }, o, cb), DEADLINE_MS);
       if (!reply.created) throw new Error(`${spec.run} existed before the test`);
@@ -448,6 +446,6 @@ await runLoadTest<Ctx>({
   settle,
   verify,
   close(ctx) {
-    for (const c of [...ctx.clients, ...ctx.anonymous]) c.close();
+    closeClients(ctx);
   },
 });

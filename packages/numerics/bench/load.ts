@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { decodeBf16, dequantize, encodeBf16, gridShape, quantize, type Fp8Format, type ScaleKind } from "@octet/numerics";
 import { octet, services } from "@octet/proto";
 import {
-  AUTH_TOKEN, Rng, bidiCall, bytesOf, connect, garbageMessage, rawUnaryCall, runLoadTest, unaryCall, waitReady, type RequestKind,
+  AUTH_TOKEN, Rng, bidiCall, bytesOf, closeClients, connectClients, garbageMessage, rawUnaryCall, runLoadTest, unaryCall, type RequestKind,
 } from "../../proto/bench/load-harness.js";
 
 const PACKAGE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -278,11 +278,9 @@ await runLoadTest<Ctx>({
   ],
   async setup(address, clients) {
     const ctx: Ctx = {
-      clients: Array.from({ length: clients }, () => connect<Client>(services.numerics.v1.NumericsServiceClient, address)),
-      anonymous: AUTH_TOKEN ? Array.from({ length: clients }, () => connect<Client>(services.numerics.v1.NumericsServiceClient, address, false)) : [],
+      ...(await connectClients<Client>(services.numerics.v1.NumericsServiceClient, address, clients)),
       answered: [],
     };
-    await Promise.all([...ctx.clients, ...ctx.anonymous].map((c) => waitReady(c)));
     return ctx;
   },
   async verify(ctx) {
@@ -311,6 +309,6 @@ await runLoadTest<Ctx>({
     };
   },
   close(ctx) {
-    for (const c of [...ctx.clients, ...ctx.anonymous]) c.close();
+    closeClients(ctx);
   },
 });

@@ -244,6 +244,22 @@ export function waitReady(client: grpc.Client, ms = 10_000): Promise<void> {
   return new Promise((resolve, reject) => client.waitForReady(Date.now() + ms, (err) => (err ? reject(err) : resolve())));
 }
 
+/**
+ * A load test's connections: `count` clients with the bearer token and, when a token is configured, `count`
+ * without it (the unauthenticated requests), all ready before the load starts.
+ */
+export async function connectClients<C extends grpc.Client>(Ctor: ClientConstructor<C> | typeof grpc.Client, address: string, count: number): Promise<{ clients: C[]; anonymous: C[] }> {
+  const clients = Array.from({ length: count }, () => connect<C>(Ctor, address));
+  const anonymous = AUTH_TOKEN ? Array.from({ length: count }, () => connect<C>(Ctor, address, false)) : [];
+  await Promise.all([...clients, ...anonymous].map((c) => waitReady(c)));
+  return { clients, anonymous };
+}
+
+/** Closes what connectClients opened. */
+export function closeClients(pool: { clients: grpc.Client[]; anonymous: grpc.Client[] }): void {
+  for (const c of [...pool.clients, ...pool.anonymous]) c.close();
+}
+
 export interface CallTimeout {
   deadline: number;
 }

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { octet, services } from "@octet/proto";
 import { LoadBalancerStore, stateToWire, type GammaPoint } from "@octet/router/service";
 import {
-  AUTH_TOKEN, WrongAnswer, connect, garbageMessage, rawUnaryCall, runLoadTest, unaryCall, waitReady,
+  AUTH_TOKEN, WrongAnswer, closeClients, connectClients, garbageMessage, rawUnaryCall, runLoadTest, unaryCall, waitReady,
   Rng, type RequestKind,
 } from "../../proto/bench/load-harness.js";
 
@@ -279,14 +279,12 @@ await runLoadTest<Ctx>({
   ],
   async setup(address, clients) {
     const ctx: Ctx = {
-      clients: Array.from({ length: clients }, () => connect<Client>(services.router.v1.LoadBalancerServiceClient, address)),
-      anonymous: AUTH_TOKEN ? Array.from({ length: clients }, () => connect<Client>(services.router.v1.LoadBalancerServiceClient, address, false)) : [],
+      ...(await connectClients<Client>(services.router.v1.LoadBalancerServiceClient, address, clients)),
       applied: new Map(),
       lastReport: [],
       imports: Array.from({ length: clients }, () => []),
       sequence: new Array<number>(clients).fill(0),
     };
-    await Promise.all([...ctx.clients, ...ctx.anonymous].map((c) => waitReady(c)));
     // Every key exists before the load, so that a malformed report can never be the one that creates it.
     const seed = new Rng(0);
     for (const run of RUNS) {
@@ -332,6 +330,6 @@ await runLoadTest<Ctx>({
     };
   },
   close(ctx) {
-    for (const c of [...ctx.clients, ...ctx.anonymous]) c.close();
+    closeClients(ctx);
   },
 });
